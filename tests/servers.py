@@ -1,0 +1,138 @@
+"""Start throwaway PostgreSQL and Redis servers on loopback for the tests.
+
+The servers are reused by later test runs on the same machine (their data
+lives under ``/tmp/hotcold-servers``); ``python -m tests.servers stop`` stops
+them. PostgreSQL refuses to run as root, so as root the cluster is created
+and started as the ``postgres`` user with a data directory that user owns.
+The cluster uses the C collation so that text sorts by code point in both
+tiers, as the merged read path compares text.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(os.environ.get("HOTCOLD_SERVERS_DIR", "/tmp/hotcold-servers"))
+PG_PORT = int(os.environ.get("HOTCOLD_PG_PORT", 55432))
+REDIS_PORT = int(os.environ.get("HOTCOLD_REDIS_PORT", 56379))
+
+
+@dataclass
+class Server:
+    url: str | None
+    reason: str = ""
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _pg_bindir() -> str | None:
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2])):
+        if os.path.exists(os.path.join(candidate, "initdb")):
+            found = candidate
+    else:
+        found = locals().get("found")
+    if found:
+        return found
+    initdb = shutil.which("initdb")
+    return os.path.dirname(initdb) if initdb else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+def ensure_postgres() -> Server:
+    if os.environ.get("HOTCOLD_TEST_PG_URL"):
+        return Server(os.environ["HOTCOLD_TEST_PG_URL"])
+    url = f"postgresql://postgres@127.0.0.1:{PG_PORT}/postgres"
+    if _port_open(PG_PORT):
+        return Server(url)
+    bindir = _pg_bindir()
+    if bindir is None:
+        return Server(None, "PostgreSQL server binaries not found (apt-get install -y postgresql)")
+    pg_dir = ROOT / "postgres"
+    data = pg_dir / "data"
+    pg_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(ROOT, "postgres")
+        shutil.chown(pg_dir, "postgres")
+    try:
+        if not (data / "PG_VERSION").exists():
+            subprocess.run(
+                _as_postgres([f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "-A", "trust",
+                              "-E", "UTF8", "--locale=C.UTF-8"]),
+                check=True, capture_output=True, text=True,
+            )
+        options = (
+            f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {pg_dir} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        subprocess.run(
+            _as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", str(pg_dir / "log"), "-w", "-t", "60", "start"]),
+            check=True, capture_output=True, text=True,
+        )
+    except (subprocess.CalledProcessError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        return Server(None, f"PostgreSQL could not start: {detail.strip()[-500:]}")
+    for _ in range(100):
+        if _port_open(PG_PORT):
+            return Server(url)
+        time.sleep(0.1)
+    return Server(None, f"PostgreSQL did not listen on 127.0.0.1:{PG_PORT}")
+
+
+def ensure_redis() -> Server:
+    if os.environ.get("HOTCOLD_TEST_REDIS_URL"):
+        return Server(os.environ["HOTCOLD_TEST_REDIS_URL"])
+    url = f"redis://127.0.0.1:{REDIS_PORT}/0"
+    if _port_open(REDIS_PORT):
+        return Server(url)
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return Server(None, "redis-server not found (apt-get install -y redis-server)")
+    redis_dir = ROOT / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(
+            [binary, "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "yes", "--dir", str(redis_dir), "--pidfile", str(redis_dir / "redis.pid"),
+             "--logfile", str(redis_dir / "log")],
+            check=True, capture_output=True, text=True,
+        )
+    except (subprocess.CalledProcessError, OSError) as exc:
+        return Server(None, f"Redis could not start: {exc}")
+    for _ in range(100):
+        if _port_open(REDIS_PORT):
+            return Server(url)
+        time.sleep(0.1)
+    return Server(None, f"Redis did not listen on 127.0.0.1:{REDIS_PORT}")
+
+
+def stop() -> None:
+    bindir = _pg_bindir()
+    data = ROOT / "postgres" / "data"
+    if bindir and data.exists():
+        subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"]), check=False)
+    pidfile = ROOT / "redis" / "redis.pid"
+    if pidfile.exists():
+        subprocess.run(["kill", pidfile.read_text().strip()], check=False)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["stop"]:
+        stop()
+    else:
+        print(ensure_postgres(), ensure_redis())

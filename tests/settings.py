@@ -1,0 +1,50 @@
+"""Test settings: real SQLite files and, when the server starts, real PostgreSQL.
+
+Aliases: ``default``/``cold`` are the SQLite pair, ``pg_hot``/``pg_cold`` the
+PostgreSQL pair. The ``tiers`` fixture points TIERING at one pair per test.
+Subprocesses started by tests (crash tests, Celery workers) import these
+settings with HOTCOLD_TEST_SUBPROCESS=1 and open the test databases directly.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from hotcold_site.settings import *  # noqa: F401,F403
+from hotcold_site.settings import sqlite_database
+from tests import servers
+
+TEST_DIR = Path(os.environ.setdefault("HOTCOLD_TEST_DIR", f"/tmp/hotcold-tests-{os.getpid()}"))
+TEST_DIR.mkdir(parents=True, exist_ok=True)
+SUBPROCESS = os.environ.get("HOTCOLD_TEST_SUBPROCESS") == "1"
+
+
+def sqlite_test_database(name: str) -> dict:
+    db = sqlite_database(TEST_DIR / f"test_{name}.sqlite3")
+    db["TEST"] = {"NAME": db["NAME"]}  # real files, not Django's in-memory default
+    return db
+
+
+DATABASES = {"default": sqlite_test_database("hot"), "cold": sqlite_test_database("cold")}
+
+PG = servers.ensure_postgres()
+PG_SKIP_REASON = PG.reason
+if PG.url:
+    for alias, name in (("pg_hot", "hotcold_hot"), ("pg_cold", "hotcold_cold")):
+        db = dj_database_url.parse(PG.url.rsplit("/", 1)[0] + f"/{name}")
+        db["TEST"] = {"NAME": f"test_{name}"}
+        if SUBPROCESS:
+            db["NAME"] = db["TEST"]["NAME"]
+        DATABASES[alias] = db
+
+REDIS = servers.ensure_redis()
+REDIS_SKIP_REASON = REDIS.reason
+if REDIS.url:
+    REDIS_URL = REDIS.url
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+
+DATABASE_ROUTERS = ["tests.router.PairedTieringRouter"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+TIERING = {"HOT": "default", "COLD": "cold", "BATCH_SIZE": 1000, "RUN_IN_PROCESS": True}
+LOGGING = {"version": 1, "disable_existing_loggers": False}

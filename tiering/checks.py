@@ -1,0 +1,175 @@
+"""System checks for tiering configuration (``manage.py check``).
+
+Ids: tiering.E001-E010 for errors that would lose or hide rows, W0xx for
+settings that work but cost speed.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+
+from .conf import tiering_settings
+from .policies import Policy
+from .query import TieredManager, TieredQuerySet
+from .registry import registry
+
+
+@checks.register(checks.Tags.database, checks.Tags.models)
+def check_aliases(app_configs=None, **kwargs):
+    errors = []
+    for key in ("HOT", "COLD"):
+        alias = getattr(tiering_settings, key)
+        if alias not in settings.DATABASES:
+            errors.append(
+                checks.Error(
+                    f"TIERING['{key}'] names the database alias {alias!r}, which is not in DATABASES.",
+                    hint=f"Add {alias!r} to DATABASES (for example from COLD_DATABASE_URL) or fix TIERING['{key}'].",
+                    id="tiering.E001",
+                )
+            )
+    if tiering_settings.HOT == tiering_settings.COLD:
+        errors.append(
+            checks.Error(
+                "TIERING['HOT'] and TIERING['COLD'] name the same alias.",
+                hint="The cold tier must be a second database alias.",
+                id="tiering.E002",
+            )
+        )
+    if "tiering.router.TieringRouter" not in getattr(settings, "DATABASE_ROUTERS", []) and not any(
+        "TieringRouter" in str(r) for r in getattr(settings, "DATABASE_ROUTERS", [])
+    ):
+        errors.append(
+            checks.Error(
+                "tiering.router.TieringRouter is not in DATABASE_ROUTERS.",
+                hint="Add 'tiering.router.TieringRouter' to DATABASE_ROUTERS so writes go to the hot tier.",
+                id="tiering.E003",
+            )
+        )
+    for name in ("BATCH_SIZE", "TOUCH_INTERVAL", "READ_CHUNK_SIZE"):
+        value = getattr(tiering_settings, name)
+        if not isinstance(value, int) or value <= 0:
+            errors.append(
+                checks.Error(f"TIERING['{name}'] must be a positive integer, not {value!r}.", id="tiering.E004")
+            )
+    return errors
+
+
+def _field_is_indexed(model: type[models.Model], field: models.Field) -> bool:
+    if field.primary_key or field.unique or field.db_index:
+        return True
+    for index in model._meta.indexes:
+        if index.fields and index.fields[0].lstrip("-") == field.name:
+            return True
+    return False
+
+
+@checks.register(checks.Tags.models)
+def check_tiered_models(app_configs=None, **kwargs):
+    errors = []
+    for tiered in registry:
+        model = tiered.model
+        label = tiered.label
+        if not isinstance(tiered.policy, Policy):
+            errors.append(
+                checks.Error(
+                    f"{label}.Tiering.policy is missing or not a tiering policy.",
+                    hint="Set policy = TimePolicy(...), AccessPolicy(...) or HybridPolicy(...).",
+                    obj=model,
+                    id="tiering.E005",
+                )
+            )
+            continue
+        for name in tiered.policy.fields:
+            try:
+                field = model._meta.get_field(name)
+            except FieldDoesNotExist:
+                errors.append(
+                    checks.Error(
+                        f"{label}.Tiering.policy names the unknown field {name!r}.",
+                        hint=f"Use a DateTimeField or DateField of {label}.",
+                        obj=model,
+                        id="tiering.E006",
+                    )
+                )
+                continue
+            if not isinstance(field, (models.DateTimeField, models.DateField)):
+                errors.append(
+                    checks.Error(
+                        f"{label}.{name} is used by a tiering policy but is not a date or datetime field.",
+                        obj=model,
+                        id="tiering.E006",
+                    )
+                )
+            elif not _field_is_indexed(model, field):
+                errors.append(
+                    checks.Error(
+                        f"{label}.{name} is used by a tiering policy but has no index.",
+                        hint="Add db_index=True (or an index that starts with this field): every run selects on it.",
+                        obj=model,
+                        id="tiering.E007",
+                    )
+                )
+        for name in tiered.related:
+            try:
+                model._meta.get_field(name)
+                tiered.children  # noqa: B018  (resolves and validates every name)
+            except (FieldDoesNotExist, ValueError) as exc:
+                errors.append(
+                    checks.Error(
+                        f"{label}.Tiering.related names {name!r}, which is not a reverse foreign key of {label}: {exc}",
+                        hint="Use the related_name of a ForeignKey that points at this model.",
+                        obj=model,
+                        id="tiering.E008",
+                    )
+                )
+                break
+        manager = model._default_manager
+        if not isinstance(manager, TieredManager) and not isinstance(manager.get_queryset(), TieredQuerySet):
+            errors.append(
+                checks.Error(
+                    f"{label} is tiered but its default manager is not a TieredManager.",
+                    hint="Declare objects = TieredManager() first among the model's managers.",
+                    obj=model,
+                    id="tiering.E009",
+                )
+            )
+        elif not isinstance(model._base_manager.get_queryset(), TieredQuerySet):
+            errors.append(
+                checks.Warning(
+                    f"{label}'s base manager is not tiered: a foreign key to a cold {label} row will not resolve.",
+                    hint="Add base_manager_name = 'objects' to the model's Meta.",
+                    obj=model,
+                    id="tiering.W001",
+                )
+            )
+        errors.extend(_check_foreign_keys(tiered))
+    return errors
+
+
+def _check_foreign_keys(tiered) -> list[checks.CheckMessage]:
+    """A cold table cannot hold a database constraint to a row that may be elsewhere."""
+    errors = []
+    try:
+        children = tiered.children
+    except (FieldDoesNotExist, ValueError):
+        children = []
+    owners = [(tiered.model, None)] + [(c.model, c.fk) for c in children]
+    for model, parent_fk in owners:
+        for field in model._meta.concrete_fields:
+            if not field.is_relation or not field.many_to_one and not field.one_to_one:
+                continue
+            if field is parent_fk or not field.db_constraint:
+                continue
+            target = field.related_model._meta.label
+            errors.append(
+                checks.Error(
+                    f"{model._meta.label}.{field.name} keeps a database constraint to {target}, whose rows "
+                    f"are not moved together with {tiered.label}.",
+                    hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
+                    obj=field,
+                    id="tiering.E010",
+                )
+            )
+    return errors

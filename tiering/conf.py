@@ -1,0 +1,54 @@
+"""The ``TIERING`` settings dict and its documented defaults.
+
+Read it through ``tiering_settings.NAME``; values are looked up on every access,
+so ``override_settings(TIERING=...)`` in tests takes effect at once.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Database alias that holds new and recently used rows; all writes go here.
+    "HOT": "default",
+    # Database alias that holds rows that went cold.
+    "COLD": "cold",
+    # Upper bound of rows per move batch (the mover also sizes batches by time).
+    "BATCH_SIZE": 1000,
+    # Target wall time of one move batch, in seconds: batches stay short transactions.
+    "BATCH_TARGET_SECONDS": 0.5,
+    # Rows pulled per tier and round trip when merged lists stream both tiers.
+    "READ_CHUNK_SIZE": 500,
+    # Access tracking writes at most once per row per this many seconds.
+    "TOUCH_INTERVAL": 300,
+    # Pending touches are written in bulk when this many are buffered...
+    "TOUCH_BUFFER_SIZE": 500,
+    # ...or when the oldest pending touch is this many seconds old.
+    "TOUCH_FLUSH_SECONDS": 5,
+    # A run lock whose heartbeat is older than this many seconds is taken over.
+    "LOCK_STALE_SECONDS": 300,
+    # Default celery-beat crontab for archiving each tiered model (minute hour dom month dow).
+    "SCHEDULE": "0 2 * * *",
+    # Storage prices per GB and month used by analyze_tiers and the dashboard.
+    "COST_PER_GB_MONTH": {"hot": 0.25, "cold": 0.02},
+    # Run dashboard "Run now" moves in the web process instead of through Celery.
+    "RUN_IN_PROCESS": False,
+}
+
+
+class TieringSettings:
+    """Attribute access to ``settings.TIERING`` merged over ``DEFAULTS``."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown TIERING setting {name!r}")
+        user = getattr(settings, "TIERING", {}) or {}
+        return user.get(name, DEFAULTS[name])
+
+    @property
+    def aliases(self) -> tuple[str, str]:
+        return (self.HOT, self.COLD)
+
+
+tiering_settings = TieringSettings()

@@ -1,0 +1,107 @@
+"""The ledger: every move is a MigrationRun made of MigrationBatches.
+
+The ledger lives in the hot alias only. It is the history shown by the admin
+and the dashboard, the record a rerun reads to repair half-done batches, and
+the home of the per-model, per-direction run locks.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Direction(models.TextChoices):
+    TO_COLD = "to_cold", "hot → cold"
+    TO_HOT = "to_hot", "cold → hot"
+
+
+class RunState(models.TextChoices):
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    STOPPED = "stopped", "stopped (limit or max runtime)"
+    DRY_RUN = "dry_run", "dry run"
+
+
+class BatchState(models.TextChoices):
+    COPYING = "copying", "copying"
+    COPIED = "copied", "copied"
+    VERIFIED = "verified", "verified"
+    DONE = "done", "done"
+    UNDONE = "undone", "undone (copy removed)"
+    FAILED = "failed", "failed"
+
+
+class MigrationRun(models.Model):
+    model_label = models.CharField(max_length=200, db_index=True)
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.RUNNING, db_index=True)
+    trigger = models.CharField(max_length=20, default="command", help_text="command, task, admin, dashboard, promote")
+    policy = models.CharField(max_length=300, blank=True)
+    cutoff = models.DateTimeField(null=True, blank=True, help_text="The 'now' the policy was evaluated at, once per run.")
+    selection = models.JSONField(default=dict, blank=True, help_text="Options and row selection of the run.")
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    owner = models.CharField(max_length=200, blank=True, help_text="host:pid of the process that ran it")
+    rows = models.BigIntegerField(default=0)
+    child_rows = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    batches = models.IntegerField(default=0)
+    retries = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        permissions = [("move_data", "Can move rows between the hot and cold tiers")]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} {self.model_label} {self.direction} ({self.state})"
+
+    @property
+    def duration(self):
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.duration if self.duration > 0 else 0.0
+
+
+class MigrationBatch(models.Model):
+    run = models.ForeignKey(MigrationRun, on_delete=models.CASCADE, related_name="batch_set")
+    seq = models.IntegerField()
+    state = models.CharField(max_length=10, choices=BatchState.choices, default=BatchState.COPYING, db_index=True)
+    key_low = models.CharField(max_length=100, blank=True)
+    key_high = models.CharField(max_length=100, blank=True)
+    pks = models.JSONField(default=list, blank=True, help_text="Keys of the batch, for repair after a crash.")
+    rows = models.IntegerField(default=0)
+    child_rows = models.IntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    checksum = models.CharField(max_length=64, blank=True)
+    copy_seconds = models.FloatField(default=0)
+    verify_seconds = models.FloatField(default=0)
+    delete_seconds = models.FloatField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="tiering_batch_run_seq")]
+
+    def __str__(self) -> str:
+        return f"Batch {self.seq} of run {self.run_id} ({self.state})"
+
+
+class TierLock(models.Model):
+    """One row per held lock; the unique name makes taking it atomic."""
+
+    name = models.CharField(max_length=200, unique=True)
+    run = models.ForeignKey(MigrationRun, null=True, blank=True, on_delete=models.SET_NULL)
+    owner = models.CharField(max_length=200)
+    acquired_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.owner}"

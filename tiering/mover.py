@@ -1,0 +1,1 @@
+"""Placeholder: the copy -> verify -> delete engine is being written."""

@@ -1,0 +1,520 @@
+"""TieredQuerySet / TieredManager: read a model as if both tiers were one table.
+
+A queryset is *tiered* while no ``.using()`` pins it to one alias. Then:
+
+* ``get()`` reads hot first and falls back to cold;
+* iterating (and slicing) merges both tiers on the ordering, with the primary
+  key as tie-breaker, pushing ``LIMIT`` (and where it can, ``OFFSET``) down
+  to each tier and streaming rows in chunks;
+* ``count()``, ``exists()``, ``aggregate()``, ``update()`` and ``delete()``
+  act on both tiers and combine the results.
+
+``.hot()`` and ``.cold()`` pin a queryset to one tier; ``.using(alias)``
+keeps its Django meaning. Merging compares values in Python, so text ordering
+follows code points: give PostgreSQL aliases the C collation (SQLite already
+compares text that way).
+"""
+from __future__ import annotations
+
+import heapq
+from collections import namedtuple
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import total_ordering
+from itertools import groupby, islice
+from typing import Any, Iterator
+
+from django.db import NotSupportedError, connections
+from django.db.models import Avg, Count, F, Max, Min, Sum
+from django.db.models.expressions import OrderBy
+from django.db.models.manager import BaseManager
+from django.db.models.query import (
+    FlatValuesListIterable,
+    ModelIterable,
+    NamedValuesListIterable,
+    QuerySet,
+    ValuesIterable,
+    ValuesListIterable,
+    prefetch_related_objects,
+)
+
+from .conf import tiering_settings
+from .registry import registry
+
+# Pages up to this many rows are fetched in one query per tier.
+SMALL_PAGE = 2000
+_HIDDEN = "_tiering_key_"
+
+
+class TieringQueryError(NotSupportedError):
+    """The query cannot be answered correctly across both tiers."""
+
+
+@total_ordering
+class _Desc:
+    """Invert the comparison of a value, for descending sort keys."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: "_Desc") -> bool:
+        return other.value < self.value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.value == other.value
+
+
+@dataclass(frozen=True)
+class SortField:
+    name: str  # attname on instances
+    descending: bool
+    nulls_first: bool  # effective placement of NULLs in the output
+    nullable: bool
+
+    def order_by(self) -> OrderBy:
+        # NULL placement is only spelled out for nullable fields, so that an
+        # index on a NOT NULL field keeps serving the ORDER BY.
+        explicit = {} if not self.nullable else (
+            {"nulls_first": True} if self.nulls_first else {"nulls_last": True}
+        )
+        return OrderBy(F(self.name), descending=self.descending, **explicit)
+
+    def key(self, value: Any) -> tuple:
+        if value is None:
+            return (0,) if self.nulls_first else (2,)
+        return (1, _Desc(value) if self.descending else value)
+
+
+class TieredQuerySet(QuerySet):
+    # ------------------------------------------------------------ tier choice
+    def hot(self) -> "TieredQuerySet":
+        """Read the hot tier only."""
+        return self.using(tiering_settings.HOT)
+
+    def cold(self) -> "TieredQuerySet":
+        """Read the cold tier only."""
+        return self.using(tiering_settings.COLD)
+
+    @property
+    def is_tiered(self) -> bool:
+        """True while reads span both tiers (no ``.using()`` pinned an alias)."""
+        return self._db is None and registry.get(self.model) is not None
+
+    def _tiers(self) -> tuple["TieredQuerySet", "TieredQuerySet"]:
+        return self.hot(), self.cold()
+
+    # ------------------------------------------------------------------ get()
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.is_tiered:
+            return super().get(*args, **kwargs)
+        hot, cold = self._tiers()
+        try:
+            obj = hot.get(*args, **kwargs)
+        except self.model.DoesNotExist:
+            try:
+                obj = cold.get(*args, **kwargs)
+            except self.model.DoesNotExist:
+                # A row promoted to hot between the two reads is in hot now.
+                obj = hot.get(*args, **kwargs)
+            else:
+                obj = self._on_cold_hit(obj)
+                return obj
+        self._record_access(obj)
+        return obj
+
+    def _on_cold_hit(self, obj: Any) -> Any:
+        tiered = registry.get(self.model)
+        access = tiered.policy.access_policy() if tiered.policy else None
+        if access is not None and access.promote_on_access:
+            from .mover import promote
+
+            promote(tiered, [obj.pk])
+            return self.hot().get(pk=obj.pk)
+        self._record_access(obj)
+        return obj
+
+    def _record_access(self, obj: Any) -> None:
+        tiered = registry.get(self.model)
+        access = tiered.policy.access_policy() if tiered.policy else None
+        if access is not None:
+            from .access import tracker
+
+            tracker.touch(obj, access.field)
+
+    # -------------------------------------------------------------- iteration
+    def _fetch_all(self) -> None:
+        if self._result_cache is None and self.is_tiered:
+            self._result_cache = list(self._merged())
+        super()._fetch_all()
+
+    def iterator(self, chunk_size: int | None = None) -> Iterator[Any]:
+        if not self.is_tiered:
+            return super().iterator(chunk_size=chunk_size)
+        return self._merged(chunk_size=chunk_size or tiering_settings.READ_CHUNK_SIZE)
+
+    def _prefetch_related_objects(self) -> None:
+        if not self.is_tiered:
+            return super()._prefetch_related_objects()
+        # Related rows live in the tier of their parent: prefetch tier by tier.
+        def tier_of(obj: Any) -> str:
+            return obj._state.db or ""
+
+        for _db, group in groupby(sorted(self._result_cache, key=tier_of), key=tier_of):
+            prefetch_related_objects(list(group), *self._prefetch_related_lookups)
+        self._prefetch_done = True
+
+    # ------------------------------------------------------------ aggregates
+    def count(self) -> int:
+        if not self.is_tiered:
+            return super().count()
+        if self._result_cache is not None:
+            return len(self._result_cache)
+        if self.query.distinct or self.query.is_sliced:
+            return sum(1 for _ in self._merged())
+        return sum(tier.count() for tier in self._tiers())
+
+    def exists(self) -> bool:
+        if not self.is_tiered:
+            return super().exists()
+        if self._result_cache is not None:
+            return bool(self._result_cache)
+        if self.query.is_sliced:
+            return next(iter(self._merged()), None) is not None
+        return any(tier.exists() for tier in self._tiers())
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if not self.is_tiered:
+            return super().aggregate(*args, **kwargs)
+        if self.query.is_sliced or self.query.distinct:
+            raise TieringQueryError(
+                "aggregate() of a sliced or distinct queryset cannot be combined across tiers; "
+                "use .hot() or .cold()."
+            )
+        for arg in args:
+            try:
+                kwargs[arg.default_alias] = arg
+            except (AttributeError, TypeError) as exc:
+                raise TypeError("Complex aggregates require an alias") from exc
+        per_tier: dict[str, Any] = {}
+        plan: dict[str, tuple[str, list[str]]] = {}
+        for alias, agg in kwargs.items():
+            if isinstance(agg, Count) and agg.distinct:
+                raise TieringQueryError(f"Count(distinct=True) ({alias}) cannot be combined across tiers.")
+            kind = type(agg)
+            if kind in (Count, Sum, Min, Max):
+                per_tier[alias] = agg
+                plan[alias] = (kind.__name__, [alias])
+            elif kind is Avg:
+                source = agg.get_source_expressions()
+                per_tier[f"{alias}__sum"] = Sum(*source, filter=agg.filter)
+                per_tier[f"{alias}__count"] = Count(*source, filter=agg.filter)
+                plan[alias] = ("Avg", [f"{alias}__sum", f"{alias}__count"])
+            else:
+                raise TieringQueryError(
+                    f"{kind.__name__} ({alias}) cannot be combined across tiers; "
+                    "Count, Sum, Min, Max and Avg can."
+                )
+        results = [tier.aggregate(**per_tier) for tier in self._tiers()]
+        return {alias: _combine(kind, [[r[k] for k in keys] for r in results]) for alias, (kind, keys) in plan.items()}
+
+    def update(self, **kwargs: Any) -> int:
+        if not self.is_tiered:
+            return super().update(**kwargs)
+        return sum(tier.update(**kwargs) for tier in self._tiers())
+
+    update.alters_data = True
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if not self.is_tiered:
+            return super().delete()
+        total, per_model = 0, {}
+        for tier in self._tiers():
+            deleted, counts = tier.delete()
+            total += deleted
+            for label, n in counts.items():
+                per_model[label] = per_model.get(label, 0) + n
+        return total, per_model
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+    # ---------------------------------------------------------------- merging
+    def _merged(self, chunk_size: int | None = None) -> Iterator[Any]:
+        """Rows of both tiers as one sequence in the queryset's order."""
+        self._refuse_cross_tier_joins()
+        low, high = self.query.low_mark, self.query.high_mark
+        base = self._chain()
+        base.query.clear_limits()
+        if not base.ordered:
+            return self._concatenated(base, low, high)
+        sort = base._sort_fields()
+        hot, cold = (tier._ordered_by(sort) for tier in base._tiers())
+        distinct = bool(self.query.distinct)
+        if high is not None and high - low <= SMALL_PAGE and not distinct:
+            return iter(_Page(sort, hot, cold, low, high).rows())
+        return _merge_streams(sort, hot, cold, low, high, chunk_size or tiering_settings.READ_CHUNK_SIZE, distinct)
+
+    def _concatenated(self, base: "TieredQuerySet", low: int, high: int | None) -> Iterator[Any]:
+        """Unordered: hot rows, then cold rows, with the slice pushed down."""
+        hot, cold = base._tiers()
+        hot_rows = list(hot[low:high]) if high is not None else list(hot[low:])
+        if high is not None and len(hot_rows) == high - low:
+            return iter(hot_rows)
+        hot_total = low + len(hot_rows) if hot_rows or low == 0 else hot.count()
+        cold_low = max(0, low - hot_total)
+        cold_high = None if high is None else high - hot_total
+        return iter(hot_rows + list(cold[cold_low:cold_high]))
+
+    def _sort_fields(self) -> list[SortField]:
+        if self.query.extra_order_by:
+            raise TieringQueryError("extra(order_by=...) cannot be merged across tiers.")
+        opts = self.model._meta
+        ordering = self.query.order_by or (opts.ordering if self.query.default_ordering else ())
+        nulls_largest = _nulls_largest(tiering_settings.HOT)
+        fields: list[SortField] = []
+        for item in ordering:
+            name, descending, nulls_first = _parse_ordering(item)
+            if name == "pk":
+                name = opts.pk.name
+            if "__" in name:
+                raise TieringQueryError(
+                    f"Ordering by {name!r} follows a relation; merged tiers can only be ordered by "
+                    "the model's own fields."
+                )
+            try:
+                field = opts.get_field(name)
+            except Exception:
+                raise TieringQueryError(f"Ordering by {name!r} cannot be merged across tiers.") from None
+            if field.is_relation:
+                if field.related_model._meta.ordering:
+                    raise TieringQueryError(
+                        f"Ordering by {name!r} uses {field.related_model._meta.label}'s ordering; order by "
+                        f"'{field.attname}' instead."
+                    )
+            if not self.query.standard_ordering:
+                descending = not descending
+                nulls_first = None if nulls_first is None else not nulls_first
+            if nulls_first is None:
+                nulls_first = nulls_largest == descending
+            fields.append(SortField(field.attname, descending, nulls_first, field.null))
+        if not any(f.name == opts.pk.attname for f in fields):
+            fields.append(SortField(opts.pk.attname, False, False, False))
+        return fields
+
+    def _ordered_by(self, sort: list[SortField]) -> "TieredQuerySet":
+        clone = self._chain()
+        clone.query.standard_ordering = True
+        clone.query.clear_ordering(force=True)
+        return clone.order_by(*(f.order_by() for f in sort))
+
+    def _refuse_cross_tier_joins(self) -> None:
+        """A join to another tiered model would miss rows whose partner is in the other tier."""
+        tiered = registry.get(self.model)
+        allowed = {self.model._meta.db_table} | {c.model._meta.db_table for c in tiered.children}
+        for join in self.query.alias_map.values():
+            if join.table_name in allowed:
+                continue
+            for candidate in registry:
+                if candidate.model._meta.db_table == join.table_name:
+                    raise TieringQueryError(
+                        f"This query joins {candidate.label}, which is tiered on its own: rows whose "
+                        f"{candidate.label} is in the other tier would be missed. Filter on the key "
+                        "(e.g. customer_id__in=...) or read one tier with .hot()/.cold()."
+                    )
+
+
+def _parse_ordering(item: Any) -> tuple[str, bool, bool | None]:
+    if isinstance(item, str):
+        if item == "?":
+            raise TieringQueryError("Random ordering cannot be merged across tiers.")
+        return item.lstrip("-"), item.startswith("-"), None
+    if isinstance(item, F):
+        return item.name, False, None
+    if isinstance(item, OrderBy) and isinstance(item.expression, F):
+        nulls = True if item.nulls_first else (False if item.nulls_last else None)
+        return item.expression.name, item.descending, nulls
+    raise TieringQueryError(f"Ordering by {item!r} cannot be merged across tiers.")
+
+
+def _nulls_largest(alias: str) -> bool:
+    """Does this backend sort NULL after every value in ascending order?"""
+    return connections[alias].vendor in ("postgresql", "oracle")
+
+
+def _combine(kind: str, values: list[list[Any]]) -> Any:
+    if kind == "Avg":
+        total = sum((v[0] for v in values if v[0] is not None), start=0)
+        count = sum(v[1] for v in values)
+        if not count:
+            return None
+        return total / (Decimal(count) if isinstance(total, Decimal) else count)
+    present = [v[0] for v in values if v[0] is not None]
+    if kind == "Count":
+        return sum(v[0] or 0 for v in values)
+    if not present:
+        return None
+    if kind == "Sum":
+        return sum(present[1:], start=present[0])
+    return min(present) if kind == "Min" else max(present)
+
+
+# ------------------------------------------------------------------ row access
+class _Rows:
+    """Fetch a tier's rows together with their sort keys, whatever the iterable."""
+
+    def __init__(self, qs: TieredQuerySet, sort: list[SortField]) -> None:
+        self.sort = sort
+        self.kind = qs._iterable_class
+        self.qs = qs
+        self.hidden = 0
+        if self.kind is not ModelIterable:
+            self.qs = qs.annotate(**{f"{_HIDDEN}{i}": F(f.name) for i, f in enumerate(sort)})
+            self.hidden = len(sort)
+            if self.kind in (FlatValuesListIterable, NamedValuesListIterable):
+                self.names = [*qs.query.extra_select, *qs.query.values_select, *qs.query.annotation_select]
+                self.qs._iterable_class = ValuesListIterable
+        if self.kind is NamedValuesListIterable:
+            self.row_class = namedtuple("Row", self.names, rename=True)
+
+    def key(self, row: Any) -> tuple:
+        if self.kind is ModelIterable:
+            values = [getattr(row, f.name) for f in self.sort]
+        elif self.kind is ValuesIterable:
+            values = [row[f"{_HIDDEN}{i}"] for i in range(self.hidden)]
+        else:
+            values = row[-self.hidden:]
+        return tuple(f.key(v) for f, v in zip(self.sort, values))
+
+    def clean(self, row: Any) -> Any:
+        if self.kind is ModelIterable:
+            return row
+        if self.kind is ValuesIterable:
+            for i in range(self.hidden):
+                del row[f"{_HIDDEN}{i}"]
+            return row
+        row = row[: -self.hidden]
+        if self.kind is FlatValuesListIterable:
+            return row[0]
+        if self.kind is NamedValuesListIterable:
+            return self.row_class(*row)
+        return row
+
+    def keyed(self, rows: Any) -> Iterator[tuple[tuple, Any]]:
+        for row in rows:
+            yield self.key(row), row
+
+    def head_key(self, offset: int = 0, reverse: bool = False) -> tuple | None:
+        """The sort key at ``offset`` (or of the last row with ``reverse``), one small query."""
+        qs = self.qs.reverse() if reverse else self.qs
+        row = qs.values_list(*(f.name for f in self.sort))[offset : offset + 1]
+        row = list(row)
+        return tuple(f.key(v) for f, v in zip(self.sort, row[0])) if row else None
+
+
+class _Page:
+    """One bounded slice ``[low:high]`` of the merge, in as few queries as we can.
+
+    Usual case: one tier's rows in the slice all come before the other tier's
+    first row (time-based tiers split by date do), so the slice is read from
+    that tier alone with the database's own OFFSET. Otherwise the slice is
+    merged from both tiers; a deep offset then first merges keys only.
+    """
+
+    def __init__(self, sort: list[SortField], hot: TieredQuerySet, cold: TieredQuerySet, low: int, high: int) -> None:
+        self.sort, self.low, self.high = sort, low, high
+        self.tiers = [_Rows(hot, sort), _Rows(cold, sort)]
+
+    def rows(self) -> list[Any]:
+        low, high = self.low, self.high
+        if high <= low:
+            return []
+        heads = [t.head_key() for t in self.tiers]
+        if heads[1] is None or heads[0] is None:
+            only = self.tiers[0] if heads[1] is None else self.tiers[1]
+            return [only.clean(r) for r in only.qs[low:high]]
+        first, second = (0, 1) if heads[0] <= heads[1] else (1, 0)
+        a, b, b_head = self.tiers[first], self.tiers[second], heads[second]
+        page = list(a.qs[low:high])
+        if page and len(page) == high - low and a.key(page[-1]) < b_head:
+            return [a.clean(r) for r in page]
+        if len(page) < high - low and a.head_key(reverse=True) < b_head:
+            a_total = low + len(page) if page else a.qs.count()
+            rest = list(b.qs[max(0, low - a_total) : high - a_total])
+            return [a.clean(r) for r in page] + [b.clean(r) for r in rest]
+        return self._interleaved()
+
+    def _interleaved(self) -> list[Any]:
+        low, high = self.low, self.high
+        starts = self._split_at(low) if low else (0, 0)
+        streams = [t.keyed(t.qs[s : s + high - low]) for t, s in zip(self.tiers, starts)]
+        merged = _dedupe(heapq.merge(*streams, key=lambda kv: kv[0]))
+        # Both tiers fetch the same shape of row, so either one can clean it.
+        return [self.tiers[0].clean(row) for _key, row in islice(merged, high - low)]
+
+    def _split_at(self, low: int) -> tuple[int, int]:
+        """How many of the first ``low`` merged rows come from each tier (keys only)."""
+        names = [f.name for f in self.sort]
+        streams = [
+            ((tuple(f.key(v) for f, v in zip(self.sort, row)), i) for row in t.qs.values_list(*names)[:low].iterator(chunk_size=5000))
+            for i, t in enumerate(self.tiers)
+        ]
+        counts = [0, 0]
+        previous = None
+        taken = 0
+        for key, i in heapq.merge(*streams, key=lambda kv: kv[0]):
+            if key == previous:
+                counts[i] += 1  # the same row in both tiers (a move in flight) counts once
+                continue
+            if taken == low:
+                break
+            previous = key
+            counts[i] += 1
+            taken += 1
+        return counts[0], counts[1]
+
+
+def _dedupe(merged: Iterator[tuple[tuple, Any]]) -> Iterator[tuple[tuple, Any]]:
+    """Drop the second copy of a row that a move in flight holds in both tiers."""
+    previous = object()
+    for key, row in merged:
+        if key == previous:
+            continue
+        previous = key
+        yield key, row
+
+
+def _merge_streams(
+    sort: list[SortField],
+    hot: TieredQuerySet,
+    cold: TieredQuerySet,
+    low: int,
+    high: int | None,
+    chunk_size: int,
+    distinct: bool,
+) -> Iterator[Any]:
+    tiers = [_Rows(hot, sort), _Rows(cold, sort)]
+    limited = [t.qs if high is None or distinct else t.qs[:high] for t in tiers]
+    streams = [t.keyed(qs.iterator(chunk_size=chunk_size)) for t, qs in zip(tiers, limited)]
+    merged = (row for _key, row in _dedupe(heapq.merge(*streams, key=lambda kv: kv[0])))
+    cleaned = (tiers[0].clean(row) for row in merged)
+    if distinct:
+        cleaned = _unique(cleaned)
+    return islice(cleaned, low, high)
+
+
+def _unique(rows: Iterator[Any]) -> Iterator[Any]:
+    seen: set = set()
+    for row in rows:
+        marker = tuple(row.items()) if isinstance(row, dict) else row
+        if marker in seen:
+            continue
+        seen.add(marker)
+        yield row
+
+
+class TieredManager(BaseManager.from_queryset(TieredQuerySet)):
+    """Default manager of a tiered model: reads both tiers, writes to hot."""
+
+    use_in_migrations = False

@@ -1,0 +1,113 @@
+"""Which models are tiered, with which policy, and which children move with them.
+
+A model opts in with an inner ``class Tiering`` naming a ``policy`` and, if
+needed, ``related`` reverse relations whose rows move with the parent and an
+optional ``schedule`` crontab overriding ``TIERING["SCHEDULE"]``. The registry
+is filled when the ``tiering`` app is ready; problems in a declaration are
+reported by the system checks in ``tiering/checks.py``, not raised here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from django.apps import apps
+from django.db import models
+
+from .policies import Policy
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child model whose rows move with their parent through ``fk``."""
+
+    model: type[models.Model]
+    fk: models.ForeignKey
+    related_name: str
+
+    @property
+    def parent_column(self) -> str:
+        return self.fk.column
+
+
+@dataclass
+class TieredModel:
+    model: type[models.Model]
+    policy: Policy
+    related: list[str] = field(default_factory=list)
+    schedule: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label
+
+    @cached_property
+    def children(self) -> list[Child]:
+        """Resolve ``related`` names to child models (raises on a bad name)."""
+        found = []
+        for name in self.related:
+            rel = self.model._meta.get_field(name)
+            if not (rel.one_to_many or rel.one_to_one) or not rel.auto_created:
+                raise ValueError(f"{self.label}.Tiering.related: {name!r} is not a reverse foreign key")
+            found.append(Child(model=rel.related_model, fk=rel.field, related_name=name))
+        return found
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._by_model: dict[type[models.Model], TieredModel] = {}
+        self._child_parent: dict[type[models.Model], TieredModel] = {}
+
+    def populate(self) -> None:
+        self._by_model.clear()
+        self._child_parent.clear()
+        for model in apps.get_models():
+            declaration = getattr(model, "Tiering", None)
+            if declaration is None or model._meta.abstract or model._meta.proxy:
+                continue
+            policy = getattr(declaration, "policy", None)
+            self._by_model[model] = TieredModel(
+                model=model,
+                policy=policy,
+                related=list(getattr(declaration, "related", []) or []),
+                schedule=getattr(declaration, "schedule", None),
+            )
+        for tiered in self._by_model.values():
+            try:
+                children = tiered.children
+            except Exception:  # reported by checks.py
+                continue
+            for child in children:
+                self._child_parent[child.model] = tiered
+
+    def __iter__(self):
+        return iter(sorted(self._by_model.values(), key=lambda t: t.label))
+
+    def __len__(self) -> int:
+        return len(self._by_model)
+
+    def get(self, model: type[models.Model]) -> TieredModel | None:
+        model = getattr(model, "_meta", None) and model._meta.concrete_model or model
+        return self._by_model.get(model)
+
+    def parent_of(self, child_model: type[models.Model]) -> TieredModel | None:
+        """The tiered model whose rows carry ``child_model`` rows along, if any."""
+        return self._child_parent.get(child_model._meta.concrete_model)
+
+    def lives_in_both(self, model: type[models.Model]) -> bool:
+        """True for tables that exist in the hot and in the cold alias."""
+        return self.get(model) is not None or self.parent_of(model) is not None
+
+    def by_label(self, label: str) -> TieredModel:
+        """Look up ``app_label.ModelName`` (case-insensitive); raise LookupError."""
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError) as exc:
+            raise LookupError(f"Unknown model {label!r}: use app_label.ModelName") from exc
+        tiered = self.get(model)
+        if tiered is None:
+            raise LookupError(f"Model {model._meta.label} is not tiered (it has no 'class Tiering')")
+        return tiered
+
+
+registry = Registry()
