@@ -14,7 +14,9 @@ from hotcold_site.settings import *  # noqa: F401,F403
 from hotcold_site.settings import sqlite_database
 from tests import servers
 
-TEST_DIR = Path(os.environ.setdefault("HOTCOLD_TEST_DIR", f"/tmp/hotcold-tests-{os.getpid()}"))
+# One id per test run, inherited by subprocesses, so concurrent runs never share databases.
+RUN_ID = os.environ.setdefault("HOTCOLD_TEST_RUN", str(os.getpid()))
+TEST_DIR = Path(os.environ.setdefault("HOTCOLD_TEST_DIR", f"/tmp/hotcold-tests-{RUN_ID}"))
 TEST_DIR.mkdir(parents=True, exist_ok=True)
 SUBPROCESS = os.environ.get("HOTCOLD_TEST_SUBPROCESS") == "1"
 
@@ -32,7 +34,7 @@ PG_SKIP_REASON = PG.reason
 if PG.url:
     for alias, name in (("pg_hot", "hotcold_hot"), ("pg_cold", "hotcold_cold")):
         db = dj_database_url.parse(PG.url.rsplit("/", 1)[0] + f"/{name}")
-        db["TEST"] = {"NAME": f"test_{name}"}
+        db["TEST"] = {"NAME": f"test_{name}_{RUN_ID}"}
         if SUBPROCESS:
             db["NAME"] = db["TEST"]["NAME"]
         DATABASES[alias] = db
