@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: system packages, virtualenv, pytest.
+# PostgreSQL and Redis are started on loopback by the tests themselves (tests/servers.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/system-packages.sh
+scripts/bootstrap.sh test
+exec .venv/bin/python -m pytest "$@"
