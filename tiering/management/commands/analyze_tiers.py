@@ -1,0 +1,110 @@
+"""``manage.py analyze_tiers``: rows, bytes, backlog, age histogram and cost per model and tier.
+
+``--format json`` prints the stable document described in docs/dashboard.md;
+the table form fits a 100-column terminal. Read-only: it never moves data.
+"""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from tiering.analysis import analyze_all, human_bytes, report
+from tiering.registry import registry
+
+WIDTH = 100
+
+
+class Command(BaseCommand):
+    help = "Show rows, bytes on disk, backlog, age histogram and storage cost per tiered model and tier."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--model", action="append", dest="models", metavar="APP.MODEL",
+            help="Only this tiered model (repeatable). Default: every tiered model.",
+        )
+        parser.add_argument("--format", choices=["table", "json"], default="table", help="Output format.")
+
+    def handle(self, *args, models=None, format="table", verbosity=1, **options):
+        try:
+            labels = [registry.by_label(label).label for label in models] if models else None
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
+        if not labels and not len(registry):
+            raise CommandError("No tiered models: declare 'class Tiering' with a policy on a model.")
+        figures = analyze_all(labels)
+        document = report(figures)
+        if format == "json":
+            self.stdout.write(json.dumps(document, indent=2, sort_keys=False))
+            return
+        self.write_table(document, verbosity)
+
+    def write_table(self, doc: dict, verbosity: int) -> None:
+        out = self.stdout.write
+        prices = doc["cost_per_gb_month"]
+        header = f"{'model / tier':<24}{'rows':>12}{'child rows':>12}{'bytes':>12}{'$/month':>10}  {'notes'}"
+        out(header)
+        out("-" * WIDTH)
+        for m in doc["models"]:
+            out(self.style.MIGRATE_HEADING(_clip(f"{m['model']}  ({m['policy']})", WIDTH)))
+            for tier in ("hot", "cold"):
+                t = m["tiers"][tier]
+                out(
+                    f"  {tier + ' [' + t['alias'] + ']':<22}{t['rows']:>12,}{t['child_rows']:>12,}"
+                    f"{human_bytes(t['bytes']):>12}{t['monthly_cost']:>10.4f}  {t['vendor']}/{t['bytes_method']}"
+                )
+            backlog = m["backlog"]
+            out(
+                f"  {'backlog (eligible now)':<22}{backlog['rows']:>12,}{'':>12}{human_bytes(backlog['bytes']):>12}"
+                f"{'':>10}  saving so far {m['cost']['saving_monthly']:.4f}/month"
+            )
+            run = m["last_run"]
+            if run:
+                line = (
+                    f"  last run #{run['id']} {run['direction']} {run['state']} {run['rows']:,} rows "
+                    f"{run['rows_per_second']:,.0f} rows/s at {run['started_at'][:19]}"
+                )
+                if run["error"]:
+                    line += f" error: {run['error'].splitlines()[0]}"
+                out(_clip(line, WIDTH))
+            else:
+                out("  last run: never")
+            if verbosity >= 1:
+                for hist in m["histograms"]:
+                    out(f"  age of {hist['field']} (hot/cold rows):")
+                    cells = [f"{b['label']} {b['hot']:,}/{b['cold']:,}" for b in hist["buckets"]]
+                    for line in _wrap(cells, WIDTH - 4):
+                        out("    " + line)
+            out("")
+        totals = doc["totals"]
+        out("-" * WIDTH)
+        out(
+            f"{'total hot':<24}{totals['hot']['rows']:>12,}{totals['hot']['child_rows']:>12,}"
+            f"{human_bytes(totals['hot']['bytes']):>12}{totals['hot']['monthly_cost']:>10.4f}  at {prices['hot']}/GB-month"
+        )
+        out(
+            f"{'total cold':<24}{totals['cold']['rows']:>12,}{totals['cold']['child_rows']:>12,}"
+            f"{human_bytes(totals['cold']['bytes']):>12}{totals['cold']['monthly_cost']:>10.4f}  at {prices['cold']}/GB-month"
+        )
+        out(
+            f"{'backlog':<24}{totals['backlog_rows']:>12,}{'':>12}{human_bytes(totals['backlog_bytes']):>12}"
+            f"{'':>10}  saving so far {totals['saving_monthly']:.4f}/month"
+        )
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _wrap(cells: list[str], width: int) -> list[str]:
+    lines, current = [], ""
+    for cell in cells:
+        candidate = f"{current}   {cell}" if current else cell
+        if len(candidate) > width and current:
+            lines.append(current)
+            current = cell
+        else:
+            current = candidate
+    if current:
+        lines.append(current)
+    return lines
