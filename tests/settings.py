@@ -50,3 +50,10 @@ DATABASE_ROUTERS = ["tests.router.PairedTieringRouter"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TIERING = {"HOT": "default", "COLD": "cold", "BATCH_SIZE": 1000, "RUN_IN_PROCESS": True}
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+
+# Celery worker/beat subprocesses started by tests/celery_helpers.py: HOTCOLD_TEST_PAIR picks the
+# tier pair they move between, and each run (and pair) gets its own queue on the shared Redis.
+TEST_PAIR = os.environ.get("HOTCOLD_TEST_PAIR", "")
+if TEST_PAIR == "postgresql":
+    TIERING = {**TIERING, "HOT": "pg_hot", "COLD": "pg_cold"}
+CELERY_TASK_DEFAULT_QUEUE = "-".join(filter(None, ["hotcold-tests", RUN_ID, TEST_PAIR]))
