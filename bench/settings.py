@@ -1,0 +1,31 @@
+"""Settings of the benchmarks: the site's settings on a throwaway pair of databases.
+
+``BENCH_HOT_URL`` and ``BENCH_COLD_URL`` (``sqlite:////abs/path`` or
+``postgresql://...``) name the pair, so a bench never touches ``data/``.
+"""
+import os
+
+import dj_database_url
+
+from hotcold_site.settings import *  # noqa: F401,F403
+from hotcold_site.settings import sqlite_database
+
+
+def _database(variable: str) -> dict:
+    url = os.environ.get(variable)
+    if not url:
+        raise RuntimeError(f"{variable} is not set: run the benches through bench/archive.py or bench/impact.py")
+    if url.startswith("sqlite:///"):
+        return sqlite_database(url[len("sqlite:///"):])
+    return dj_database_url.parse(url)
+
+
+DATABASES = {"default": _database("BENCH_HOT_URL"), "cold": _database("BENCH_COLD_URL")}
+DEBUG = False
+TIERING = {
+    "HOT": "default",
+    "COLD": "cold",
+    "BATCH_SIZE": int(os.environ.get("TIERING_BATCH_SIZE", 1000)),
+    "RUN_IN_PROCESS": True,
+}
+LOGGING = {"version": 1, "disable_existing_loggers": False}
