@@ -57,6 +57,7 @@ class Payment(models.Model):
     method = models.CharField(max_length=20, default="card")
     reference = models.CharField(max_length=64, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    attachment = models.BinaryField(null=True, blank=True)
     created_at = models.DateTimeField(db_index=True, default=timezone.now)
     last_accessed = models.DateTimeField(db_index=True, default=timezone.now)
 

@@ -84,6 +84,7 @@ class MigrationBatch(models.Model):
     delete_seconds = models.FloatField(default=0)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    kept = models.IntegerField(default=0, help_text="Rows left in the source: changed during the move or no longer eligible.")
     error = models.TextField(blank=True)
 
     class Meta:
@@ -105,3 +106,22 @@ class TierLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.owner}"
+
+
+class RestoredRow(models.Model):
+    """A hold on a row restored to hot, so that the next archive run leaves it there.
+
+    Access policies get a fresh access mark instead; a time policy's field says
+    nothing about a restore, so ``mover.move(..., TO_COLD)`` skips held rows for
+    the policy's period (``older_than``) after ``restored_at``.
+    """
+
+    model_label = models.CharField(max_length=200)
+    object_pk = models.CharField(max_length=100)
+    restored_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_label", "object_pk"], name="tiering_restored_row")]
+
+    def __str__(self) -> str:
+        return f"{self.model_label} {self.object_pk} restored {self.restored_at:%Y-%m-%d}"
