@@ -1,0 +1,312 @@
+"""Celery tasks: archive, restore and analyse through the same engine as the commands.
+
+Every task calls ``tiering.mover`` (or ``tiering.analysis``); none moves a row
+itself. Transient database errors (connection lost, database not accepting
+connections, lock timeout, serialization failure, deadlock) are retried with
+exponential backoff and full jitter; programming errors (bad SQL, integrity,
+bad arguments) fail at once. A task that finds the model's lock held by
+another live run returns ``{"status": "locked"}`` and logs why: the other run
+is doing the work. Failures are logged with the run id; the engine sends
+``tiering.signals.run_failed``/``run_finished`` for projects to act on.
+
+Scale-out: ``archive_model_parallel`` splits the eligible key range into
+``workers`` slices, opens one ledger run, and hands the slices to a chord of
+``archive_range`` tasks that all write their batches into that run; the chord
+callback ``finish_parallel`` closes the run once every slice has ended.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+from celery import Task, chord, shared_task
+from celery.utils.time import get_exponential_backoff_interval
+from django.db import models as db_models
+from django.db import utils as db_utils
+from django.db.models import F
+from django.utils import timezone
+
+from .conf import tiering_settings
+from .models import Direction, MigrationRun, RunState
+from .registry import TieredModel, registry
+
+try:  # psycopg is optional: SQLite-only projects do not install it
+    import psycopg
+except ImportError:  # pragma: no cover
+    psycopg = None
+
+logger = logging.getLogger("tiering.tasks")
+
+# --- which errors are worth a retry --------------------------------------------------------------
+
+_PERMANENT: tuple[type[BaseException], ...] = (
+    db_utils.ProgrammingError, db_utils.IntegrityError, db_utils.DataError, db_utils.NotSupportedError,
+)
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    db_utils.OperationalError, db_utils.InterfaceError, sqlite3.OperationalError, ConnectionError, TimeoutError,
+)
+if psycopg is not None:
+    _PERMANENT += (psycopg.ProgrammingError, psycopg.IntegrityError, psycopg.DataError, psycopg.NotSupportedError)
+    # SerializationFailure, DeadlockDetected, LockNotAvailable, QueryCanceled, AdminShutdown... are OperationalErrors.
+    _TRANSIENT += (psycopg.OperationalError, psycopg.InterfaceError)
+
+# SQLite reports schema mistakes as OperationalError too; those are programming errors.
+_SQLITE_PROGRAMMING = ("no such table", "no such column", "syntax error", "has no column", "no such function")
+
+
+def _chain(exc: BaseException | None):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying later may succeed: the database was away, busy or had to abort us."""
+    transient = False
+    for error in _chain(exc):
+        if isinstance(error, _PERMANENT):
+            return False
+        if isinstance(error, _TRANSIENT):
+            if any(marker in str(error).lower() for marker in _SQLITE_PROGRAMMING):
+                return False
+            transient = True
+    return transient
+
+
+# --- the task base -------------------------------------------------------------------------------
+
+class TieringTask(Task):
+    """Retries transient errors: countdown = random(0, min(backoff_max, backoff * 2**retries))."""
+
+    abstract = True
+    acks_late = True
+    max_retries = 8
+    retry_backoff = 2
+    retry_backoff_max = 600
+    retry_jitter = True
+
+    def retry_or_raise(self, exc: BaseException, what: str, run_id: int | None = None):
+        """Re-queue this task after a transient error, or log and re-raise a permanent one."""
+        if is_transient(exc) and self.request.retries < self.max_retries:
+            countdown = get_exponential_backoff_interval(
+                self.retry_backoff, self.request.retries, self.retry_backoff_max, self.retry_jitter
+            )
+            logger.warning(
+                "%s: transient error (run %s), retry %d/%d in %ss: %s",
+                what, run_id, self.request.retries + 1, self.max_retries, countdown, _first_line(exc),
+            )
+            raise self.retry(exc=exc, countdown=countdown)
+        logger.error("%s failed (run %s): %s", what, run_id, _first_line(exc))
+        raise exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _failed_run_id(exc: BaseException, tiered: TieredModel, direction: str, since) -> int | None:
+    """The ledger run a failed move left behind (MoveError carries it when the engine knows it)."""
+    for error in _chain(exc):
+        run = getattr(error, "run", None)
+        if isinstance(run, MigrationRun):
+            return run.pk
+        run_id = getattr(error, "run_id", None)
+        if run_id:
+            return run_id
+    return (
+        MigrationRun.objects.using(tiering_settings.HOT)
+        .filter(model_label=tiered.label, direction=direction, started_at__gte=since)
+        .order_by("-started_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def summary(run: MigrationRun) -> dict[str, Any]:
+    """The JSON result of a move task."""
+    return {
+        "status": run.state,
+        "run": run.pk,
+        "model": run.model_label,
+        "direction": run.direction,
+        "rows": run.rows,
+        "child_rows": run.child_rows,
+        "batches": run.batches,
+        "bytes": run.bytes,
+        "retries": run.retries,
+        "error": run.error,
+    }
+
+
+def _locked(task: Task, tiered: TieredModel, direction: str, exc: BaseException) -> dict[str, Any]:
+    logger.info("%s %s: lock held by another run, nothing to do here: %s", tiered.label, direction, _first_line(exc))
+    return {"status": "locked", "model": tiered.label, "direction": str(direction), "detail": _first_line(exc)}
+
+
+def _move(task: TieringTask, tiered: TieredModel, direction: str, **options: Any) -> dict[str, Any]:
+    """One engine call with the task's retry policy; the retry count is written to the run."""
+    from . import mover
+
+    what = f"{task.name} {tiered.label}"
+    started = timezone.now()
+    try:
+        run = mover.move(tiered, direction, trigger="task", **options)
+    except mover.LockHeld as exc:
+        return _locked(task, tiered, direction, exc)
+    except Exception as exc:
+        task.retry_or_raise(exc, what, _failed_run_id(exc, tiered, direction, started))
+    if task.request.retries:
+        MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run.pk).update(
+            retries=F("retries") + task.request.retries
+        )
+        run.refresh_from_db(fields=["retries"])
+    if run.state == RunState.FAILED:
+        logger.error("%s failed (run %s): %s", what, run.pk, run.error)
+    else:
+        logger.info("%s: run %s %s, %d rows in %d batches", what, run.pk, run.state, run.rows, run.batches)
+    return summary(run)
+
+
+# --- the tasks -----------------------------------------------------------------------------------
+
+@shared_task(bind=True, base=TieringTask, name="tiering.archive_model")
+def archive_model(self, label: str, limit: int | None = None, batch_size: int | None = None,
+                  max_runtime: float | None = None, sleep: float = 0.0) -> dict[str, Any]:
+    """Move the policy-eligible rows of one model (and their children) from hot to cold."""
+    tiered = registry.by_label(label)
+    return _move(self, tiered, Direction.TO_COLD, limit=limit, batch_size=batch_size,
+                 max_runtime=max_runtime, sleep=sleep)
+
+
+@shared_task(bind=True, base=TieringTask, name="tiering.restore")
+def restore(self, label: str, pks: list | None = None, filter: list[str] | dict | None = None,
+            all_rows: bool = False, limit: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """Move a selection back to hot: ``pks``, ``filter`` (``["field__lookup=value", ...]`` as
+    ``restore_hot --filter``, or a dict of lookups) or ``all_rows=True``; exactly one of them."""
+    tiered = registry.by_label(label)
+    chosen = [name for name, value in (("pks", pks), ("filter", filter), ("all_rows", all_rows)) if value]
+    if len(chosen) != 1:
+        raise ValueError(f"restore {label}: give exactly one of pks, filter or all_rows (got {chosen or 'none'})")
+    where = None
+    if isinstance(filter, dict):
+        where = db_models.Q(**filter)
+    elif filter:
+        from .management.base import parse_filters  # the same parser as restore_hot --filter
+
+        where = parse_filters(tiered, filter)
+    return _move(self, tiered, Direction.TO_HOT, pks=pks or None, where=where, all_rows=all_rows,
+                 limit=limit, batch_size=batch_size)
+
+
+@shared_task(bind=True, base=TieringTask, name="tiering.analyse")
+def analyse(self, labels: list[str] | None = None, detail: bool = True) -> dict[str, Any]:
+    """The ``analyze_tiers --format json`` document: rows, bytes, backlog and cost per model and tier."""
+    from . import analysis
+
+    try:
+        return analysis.report(analysis.analyze_all(labels, detail=detail))
+    except Exception as exc:
+        self.retry_or_raise(exc, f"{self.name} {labels or 'all models'}")
+
+
+# --- scale-out: key ranges over several workers --------------------------------------------------
+
+def split_key_range(tiered: TieredModel, workers: int, now=None) -> list[tuple[int, int]]:
+    """``workers`` half-open ranges [low, high) of primary keys holding about equal numbers of
+    eligible hot rows (boundaries read once, at equal row offsets; integer keys only)."""
+    model = tiered.model
+    if not isinstance(model._meta.pk, (db_models.AutoField, db_models.BigAutoField, db_models.IntegerField)):
+        raise ValueError(f"{tiered.label}: parallel archiving splits integer primary keys only")
+    now = now or timezone.now()
+    eligible = (
+        db_models.QuerySet(model, using=tiering_settings.HOT)
+        .filter(tiered.policy.cold_q(now))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    total = eligible.count()
+    if total == 0:
+        return []
+    workers = max(1, min(workers, total))
+    bounds = [eligible.first()]
+    for i in range(1, workers):
+        bounds.append(eligible[total * i // workers])
+    bounds.append(eligible.last() + 1)
+    bounds = sorted(set(bounds))
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+@shared_task(bind=True, base=TieringTask, name="tiering.archive_model_parallel")
+def archive_model_parallel(self, label: str, workers: int = 2, batch_size: int | None = None,
+                           max_runtime: float | None = None) -> dict[str, Any]:
+    """Open one run, split the eligible keys into ``workers`` ranges and archive them at once."""
+    from . import mover
+
+    tiered = registry.by_label(label)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, not {workers}")
+    now = timezone.now()
+    ranges = split_key_range(tiered, workers, now)
+    try:
+        run = mover.start_run(tiered, Direction.TO_COLD, trigger="task",
+                              selection={"workers": workers, "ranges": ranges}, now=now)
+    except mover.LockHeld as exc:
+        return _locked(self, tiered, Direction.TO_COLD, exc)
+    if not ranges:
+        run = mover.finish_run(run)
+        return {**summary(run), "ranges": []}
+    options = {"batch_size": batch_size, "max_runtime": max_runtime}
+    header = [archive_range.s(label, low, high, run.pk, **options) for low, high in ranges]
+    result = chord(header)(finish_parallel.s(run.pk))
+    logger.info("%s: run %s split into %d ranges %s", label, run.pk, len(ranges), ranges)
+    return {"status": "started", "run": run.pk, "model": label, "ranges": ranges, "callback": result.id}
+
+
+@shared_task(bind=True, base=TieringTask, name="tiering.archive_range")
+def archive_range(self, label: str, low: int, high: int, run_id: int, batch_size: int | None = None,
+                  max_runtime: float | None = None) -> dict[str, Any]:
+    """Archive the eligible rows with low <= pk < high into the shared run ``run_id``.
+
+    Never raises after its retries: it reports failure in its result, so that the
+    chord callback always runs and can close the run as failed.
+    """
+    from . import mover
+
+    tiered = registry.by_label(label)
+    run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
+    part = {"low": low, "high": high, "worker": self.request.hostname}
+    try:
+        mover.move(tiered, Direction.TO_COLD, key_range=(low, high), run=run, trigger="task",
+                   batch_size=batch_size, max_runtime=max_runtime, now=run.cutoff)
+    except mover.LockHeld as exc:
+        return {**part, **_locked(self, tiered, Direction.TO_COLD, exc)}
+    except Exception as exc:
+        if is_transient(exc) and self.request.retries < self.max_retries:
+            MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run_id).update(retries=F("retries") + 1)
+            self.retry_or_raise(exc, f"{self.name} {label} [{low}, {high})", run_id)
+        logger.error("%s %s [%s, %s) failed (run %s): %s", self.name, label, low, high, run_id, _first_line(exc))
+        return {**part, "status": "failed", "error": _first_line(exc)}
+    return {**part, "status": "done"}
+
+
+@shared_task(bind=True, base=TieringTask, name="tiering.finish_parallel")
+def finish_parallel(self, results: list[dict[str, Any]], run_id: int) -> dict[str, Any]:
+    """Chord callback: close the shared run, failed if any range failed."""
+    from . import mover
+
+    run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
+    failed = [r for r in results if r.get("status") not in ("done",)]
+    if failed:
+        error = "; ".join(f"[{r['low']}, {r['high']}) {r.get('status')}: {r.get('error') or r.get('detail', '')}"
+                          for r in failed)
+        run = mover.finish_run(run, state=RunState.FAILED, error=error)
+        logger.error("%s parallel run %s failed: %s", run.model_label, run.pk, error)
+    else:
+        run = mover.finish_run(run)
+        logger.info("%s parallel run %s %s: %d rows in %d batches", run.model_label, run.pk, run.state,
+                    run.rows, run.batches)
+    return {**summary(run), "ranges": results}
