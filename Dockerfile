@@ -1,0 +1,27 @@
+# The hotcold image: one image for web (gunicorn), Celery worker and beat (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HOTCOLD_DATA_DIR=/app/data
+
+WORKDIR /app
+# Dependencies first, so that a code change does not reinstall them.
+COPY pyproject.toml README.md ./
+COPY hotcold_site/__init__.py hotcold_site/
+COPY tiering/__init__.py tiering/
+COPY accounts/__init__.py accounts/
+COPY orders/__init__.py orders/
+RUN pip install .
+
+COPY . .
+RUN pip install --no-deps . \
+    && useradd --create-home --uid 1000 hotcold \
+    && mkdir -p /app/data /app/staticfiles \
+    && python manage.py collectstatic --noinput -v0 \
+    && chown -R hotcold /app/data /app/staticfiles
+USER hotcold
+
+EXPOSE 8000
+CMD ["gunicorn", "hotcold_site.wsgi:application", "--bind", "0.0.0.0:8000"]
