@@ -1,8 +1,202 @@
-"""Dashboard views (placeholder until the dashboard issue lands)."""
-from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpResponse
+"""The tiering dashboard: where rows live, what the next run moves, what runs did.
+
+Server-rendered pages with inline SVG charts (no JavaScript). Access: anonymous
+users are sent to the login page; a logged-in user needs ``is_staff`` and
+``tiering.view_migrationrun`` to see the pages and ``tiering.move_data`` for
+"Run now" (403 otherwise). A GET never moves data: "Run now" shows the
+dry-run plan and a form; only its POST (with CSRF) starts a run.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any, Callable
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from .admin import batch_seconds
+from .analysis import ModelFigures, analyze, human_bytes
+from .conf import tiering_settings
+from .models import Direction, MigrationRun
+from .registry import TieredModel, registry
+
+VIEW_PERMISSION = "tiering.view_migrationrun"
+MOVE_PERMISSION = "tiering.move_data"
+ARCHIVE_TASK = "tiering.tasks.archive_model"
+CHART_DAYS = 14
+RECENT_RUNS = 20
 
 
-@staff_member_required
-def dashboard(request):
-    return HttpResponse("hotcold dashboard")
+def staff_permission_required(perm: str) -> Callable:
+    """Anonymous -> login page; logged in without staff status or ``perm`` -> 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not (request.user.is_active and request.user.is_staff and request.user.has_perm(perm)):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _tiered_or_404(label: str) -> TieredModel:
+    try:
+        return registry.by_label(label)
+    except LookupError as exc:
+        raise Http404(str(exc)) from None
+
+
+# ------------------------------------------------------------------ pages
+@staff_permission_required(VIEW_PERMISSION)
+@require_http_methods(["GET", "HEAD"])
+def dashboard(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    schedules = next_runs(now)
+    cards = [card(analyze(tiered, now=now), schedules.get(tiered.label.lower())) for tiered in registry]
+    runs = list(MigrationRun.objects.using(tiering_settings.HOT).order_by("-started_at", "-id")[:RECENT_RUNS])
+    context = {
+        "cards": cards,
+        "runs": runs,
+        "chart": moved_per_day_chart(now),
+        "can_move": request.user.has_perm(MOVE_PERMISSION),
+        "hot_alias": tiering_settings.HOT,
+        "cold_alias": tiering_settings.COLD,
+    }
+    return render(request, "tiering/dashboard.html", context)
+
+
+@staff_permission_required(VIEW_PERMISSION)
+@require_http_methods(["GET", "HEAD"])
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(MigrationRun.objects.using(tiering_settings.HOT), pk=pk)
+    batches = [
+        {"batch": b, "seconds": batch_seconds(b), "rows_per_second": (b.rows / batch_seconds(b)) if batch_seconds(b) else 0}
+        for b in run.batch_set.all().order_by("seq")
+    ]
+    return render(request, "tiering/run_detail.html", {"run": run, "batches": batches, "bytes": human_bytes(run.bytes)})
+
+
+@staff_permission_required(MOVE_PERMISSION)
+@require_http_methods(["GET", "HEAD", "POST"])
+def run_now(request: HttpRequest, label: str) -> HttpResponse:
+    """GET: the dry-run plan and a confirmation form. POST: start the archive run."""
+    from . import mover
+
+    tiered = _tiered_or_404(label)
+    if request.method != "POST":
+        plan = mover.plan(tiered, Direction.TO_COLD)
+        context = {
+            "tiered": tiered,
+            "policy": tiered.policy.describe(),
+            "plan": plan,
+            "plan_bytes": human_bytes(plan.bytes),
+            "in_process": tiering_settings.RUN_IN_PROCESS,
+        }
+        return render(request, "tiering/run_now.html", context)
+    if tiering_settings.RUN_IN_PROCESS:
+        try:
+            run = mover.move(tiered, Direction.TO_COLD, trigger="dashboard")
+        except mover.LockHeld as exc:
+            messages.error(request, f"Not started: {exc}")
+            return redirect("tiering:dashboard")
+        except mover.MoveError as exc:
+            messages.error(request, f"The run failed: {exc}")
+            failed = MigrationRun.objects.using(tiering_settings.HOT).filter(model_label=tiered.label).first()
+            return redirect("tiering:run", failed.pk) if failed else redirect("tiering:dashboard")
+        messages.success(request, f"Run #{run.pk} of {tiered.label}: {run.get_state_display()}, {run.rows} rows moved.")
+        return redirect("tiering:run", run.pk)
+    from .tasks import archive_model
+
+    result = archive_model.delay(tiered.label)
+    messages.success(request, f"Archive run of {tiered.label} queued (task {result.id}).")
+    return redirect("tiering:dashboard")
+
+
+# ------------------------------------------------------------------ helpers
+def card(figures: ModelFigures, next_run: datetime | None) -> dict[str, Any]:
+    """Everything one model's card shows, with its distribution bar in SVG units."""
+    width = 300
+    total = figures.total_rows
+    hot_width = round(width * figures.hot.rows / total, 1) if total else 0
+    return {
+        "f": figures,
+        "hot_bytes": human_bytes(figures.hot.bytes),
+        "cold_bytes": human_bytes(figures.cold.bytes),
+        "backlog_bytes": human_bytes(figures.backlog_bytes),
+        "cold_percent": round(figures.cold_share * 100, 1),
+        "bar": {"width": width, "hot": hot_width, "cold": round(width - hot_width, 1) if total else 0},
+        "next_run": next_run,
+    }
+
+
+def next_runs(now: datetime) -> dict[str, datetime]:
+    """Next due time of each model's enabled ``archive_model`` beat schedule, by lower-case label."""
+    try:
+        from django_celery_beat.models import PeriodicTask
+
+        tasks = list(PeriodicTask.objects.using(tiering_settings.HOT).filter(enabled=True, task=ARCHIVE_TASK))
+    except Exception:  # beat tables absent: no schedule to show
+        return {}
+    found: dict[str, datetime] = {}
+    for task in tasks:
+        try:
+            args = json.loads(task.args or "[]")
+            kwargs = json.loads(task.kwargs or "{}")
+        except ValueError:
+            continue
+        labels = [v for v in [*args, *kwargs.values()] if isinstance(v, str)]
+        try:
+            due = now + task.schedule.remaining_estimate(task.last_run_at or now)
+        except Exception:
+            continue
+        for label in labels:
+            key = label.lower()
+            if key not in found or due < found[key]:
+                found[key] = due
+    return found
+
+
+def moved_per_day_chart(now: datetime, days: int = CHART_DAYS) -> dict[str, Any]:
+    """Stacked bars of rows moved per day and direction, in SVG coordinates."""
+    today = timezone.localdate(now)
+    first = today - timedelta(days=days - 1)
+    since = now - timedelta(days=days + 1)
+    per_day: dict[Any, dict[str, int]] = defaultdict(lambda: {Direction.TO_COLD: 0, Direction.TO_HOT: 0})
+    rows = MigrationRun.objects.using(tiering_settings.HOT).filter(started_at__gte=since, rows__gt=0)
+    for started_at, direction, count in rows.values_list("started_at", "direction", "rows"):
+        day = timezone.localtime(started_at).date()
+        if day >= first:
+            per_day[day][direction] += count
+    peak = max((sum(v.values()) for v in per_day.values()), default=0)
+    height, bar, gap, top = 120, 28, 8, 14
+    bars = []
+    for i in range(days):
+        day = first + timedelta(days=i)
+        cold = per_day[day][Direction.TO_COLD] if day in per_day else 0
+        hot = per_day[day][Direction.TO_HOT] if day in per_day else 0
+        cold_h = round(height * cold / peak, 1) if peak else 0
+        hot_h = round(height * hot / peak, 1) if peak else 0
+        x = i * (bar + gap) + gap
+        bars.append({
+            "day": day, "label": day.strftime("%m-%d"), "x": x, "text_x": x + bar / 2,
+            "to_cold": cold, "to_hot": hot,
+            "cold_y": top + height - cold_h, "cold_h": cold_h,
+            "hot_y": top + height - cold_h - hot_h, "hot_h": hot_h,
+        })
+    return {
+        "bars": bars, "peak": peak, "width": days * (bar + gap) + gap, "height": height + top + 24,
+        "bar": bar, "base_y": top + height, "label_y": top + height + 16, "total": sum(b["to_cold"] + b["to_hot"] for b in bars),
+    }

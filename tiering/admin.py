@@ -1,0 +1,278 @@
+"""Admin for tiered models and for the ledger.
+
+``TieredModelAdmin`` lists both tiers through the tiered queryset: the
+paginator's ``count()`` and page slice are answered by ``TieredQuerySet``
+(counts per tier, slice pushed down to each tier), so no tier is loaded
+whole. It adds a "tier" column and filter, a distribution summary above the
+list, and the "Move to cold" / "Restore to hot" actions, which need
+``tiering.move_data``, confirm with counts first, and run through the mover so
+that each leaves a MigrationRun. Change pages find a row in its own tier
+without promoting it, so saving a cold row writes it back to cold.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from .analysis import analyze, human_bytes
+from .conf import tiering_settings
+from .models import Direction, MigrationBatch, MigrationRun, TierLock
+from .registry import registry
+
+MOVE_PERMISSION = "tiering.move_data"
+
+
+class TierFilter(admin.SimpleListFilter):
+    """Show one tier only; the list then reads that alias alone."""
+
+    title = "tier"
+    parameter_name = "tier"
+
+    def lookups(self, request, model_admin):
+        return [("hot", "hot"), ("cold", "cold")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "hot":
+            return queryset.hot()
+        if self.value() == "cold":
+            return queryset.cold()
+        return queryset
+
+
+def tier_of(obj: Any) -> str:
+    """'hot' or 'cold' for an instance read from one of the tiers."""
+    alias = obj._state.db
+    if alias == tiering_settings.COLD:
+        return "cold"
+    if alias == tiering_settings.HOT:
+        return "hot"
+    return alias or "?"
+
+
+class TieredModelAdmin(admin.ModelAdmin):
+    """Mix in (or subclass) for the ModelAdmin of a tiered model."""
+
+    change_list_template = "admin/tiering/tiered_change_list.html"
+    # select_related() would join other tiered models across tiers; keep lists to one table.
+    list_select_related = ()
+    actions = ["move_to_cold", "restore_to_hot"]
+
+    @property
+    def tiered(self):
+        return registry.get(self.model)
+
+    # ------------------------------------------------------------ changelist
+    @admin.display(description="tier")
+    def tier(self, obj: Any) -> str:
+        name = tier_of(obj)
+        return format_html('<span class="tier tier-{}">{}</span>', name, name)
+
+    def get_list_display(self, request):
+        fields = list(super().get_list_display(request))
+        return fields if "tier" in fields else [*fields, "tier"]
+
+    def get_list_filter(self, request):
+        filters = list(super().get_list_filter(request))
+        return filters if TierFilter in filters else [*filters, TierFilter]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = dict(extra_context or {})
+        figures = analyze(self.tiered, detail=False)
+        extra_context["tier_summary"] = {
+            "figures": figures,
+            "hot_bytes": human_bytes(figures.hot.bytes),
+            "cold_bytes": human_bytes(figures.cold.bytes),
+            "cold_percent": round(figures.cold_share * 100, 1),
+        }
+        return super().changelist_view(request, extra_context)
+
+    # ------------------------------------------------------------ change page
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
+        """Find the row in hot, then cold, without promote-on-access or touching it."""
+        queryset = self.get_queryset(request)
+        model = queryset.model
+        field = model._meta.pk if from_field is None else model._meta.get_field(from_field)
+        try:
+            object_id = field.to_python(object_id)
+        except (ValidationError, ValueError):
+            return None
+        for tier in (queryset.hot(), queryset.cold()):
+            try:
+                return tier.get(**{field.name: object_id})
+            except (model.DoesNotExist, ValidationError, ValueError):
+                continue
+        return None
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        """Inline child rows are read from the tier of their parent."""
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        alias = getattr(getattr(obj, "_state", None), "db", None)
+        if obj is not None and obj.pk is not None and alias in tiering_settings.aliases:
+            kwargs["queryset"] = kwargs["queryset"].using(alias)
+        return kwargs
+
+    # --------------------------------------------------------------- actions
+    def has_move_data_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(MOVE_PERMISSION)
+
+    @admin.action(description="Move to cold", permissions=["move_data"])
+    def move_to_cold(self, request: HttpRequest, queryset: QuerySet):
+        return self._move(request, queryset, Direction.TO_COLD)
+
+    @admin.action(description="Restore to hot", permissions=["move_data"])
+    def restore_to_hot(self, request: HttpRequest, queryset: QuerySet):
+        return self._move(request, queryset, Direction.TO_HOT)
+
+    def _move(self, request: HttpRequest, queryset: QuerySet, direction: str):
+        from . import mover
+
+        tiered = self.tiered
+        now = timezone.now()
+        source = queryset.hot() if direction == Direction.TO_COLD else queryset.cold()
+        pks = list(source.values_list("pk", flat=True))
+        selected = queryset.count()
+        if direction == Direction.TO_COLD:
+            eligible = source.filter(tiered.policy.cold_q(now)).count()
+        else:
+            eligible = len(pks)
+        if request.POST.get("confirm") != "yes":
+            plan = mover.plan(tiered, direction, pks=pks, now=now) if pks else None
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Move to cold" if direction == Direction.TO_COLD else "Restore to hot",
+                "opts": self.model._meta,
+                "direction": direction,
+                "to_cold": direction == Direction.TO_COLD,
+                "action": "move_to_cold" if direction == Direction.TO_COLD else "restore_to_hot",
+                "selected": selected,
+                "in_source": len(pks),
+                "already": selected - len(pks),
+                "eligible": eligible,
+                "plan": plan,
+                "plan_bytes": human_bytes(plan.bytes) if plan else "0 B",
+                "pks": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "policy": tiered.policy.describe(),
+            }
+            return TemplateResponse(request, "admin/tiering/move_confirmation.html", context)
+        if not pks:
+            self.message_user(request, "Nothing to move: no selected row is in the source tier.", messages.WARNING)
+            return None
+        try:
+            run = mover.move(tiered, direction, pks=pks, trigger="admin")
+        except mover.LockHeld as exc:
+            self.message_user(request, f"Not started: {exc}", messages.ERROR)
+            return None
+        except mover.MoveError as exc:
+            self.message_user(request, f"The move failed: {exc}", messages.ERROR)
+            return None
+        url = reverse("tiering:run", args=[run.pk])
+        self.message_user(
+            request,
+            format_html('Run <a href="{}">#{}</a> {}: {} rows moved.', url, run.pk, run.get_state_display(), run.rows),
+            messages.SUCCESS,
+        )
+        return None
+
+
+# ------------------------------------------------------------------ ledger
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The ledger is history: viewable, never edited by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class MigrationBatchInline(admin.TabularInline):
+    model = MigrationBatch
+    fields = ["seq", "state", "rows", "child_rows", "bytes", "duration", "rows_per_second", "key_low", "key_high", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="seconds")
+    def duration(self, batch: MigrationBatch) -> str:
+        return f"{batch_seconds(batch):.3f}"
+
+    @admin.display(description="rows/s")
+    def rows_per_second(self, batch: MigrationBatch) -> str:
+        seconds = batch_seconds(batch)
+        return f"{batch.rows / seconds:,.0f}" if seconds else "-"
+
+
+def batch_seconds(batch: MigrationBatch) -> float:
+    """Wall time of a batch: finished - started, else the sum of its phases."""
+    if batch.finished_at and batch.started_at:
+        return max((batch.finished_at - batch.started_at).total_seconds(), 0.0)
+    return batch.copy_seconds + batch.verify_seconds + batch.delete_seconds
+
+
+@admin.register(MigrationRun)
+class MigrationRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id", "model_label", "direction", "state", "trigger", "rows", "child_rows", "batches",
+        "duration_display", "rows_per_second_display", "started_at", "error_short",
+    ]
+    list_filter = ["model_label", "direction", "state", "trigger"]
+    date_hierarchy = "started_at"
+    search_fields = ["model_label", "error", "owner"]
+    inlines = [MigrationBatchInline]
+
+    @admin.display(description="seconds", ordering="finished_at")
+    def duration_display(self, run: MigrationRun) -> str:
+        return f"{run.duration:.2f}"
+
+    @admin.display(description="rows/s")
+    def rows_per_second_display(self, run: MigrationRun) -> str:
+        return f"{run.rows_per_second:,.0f}"
+
+    @admin.display(description="error")
+    def error_short(self, run: MigrationRun) -> str:
+        return (run.error.splitlines() or [""])[0][:80]
+
+
+@admin.register(MigrationBatch)
+class MigrationBatchAdmin(ReadOnlyAdmin):
+    list_display = ["id", "run", "seq", "state", "rows", "child_rows", "bytes", "seconds", "rows_per_second", "started_at"]
+    list_filter = ["run__model_label", "run__direction", "state"]
+    list_select_related = ["run"]
+
+    @admin.display(description="seconds")
+    def seconds(self, batch: MigrationBatch) -> str:
+        return f"{batch_seconds(batch):.3f}"
+
+    @admin.display(description="rows/s")
+    def rows_per_second(self, batch: MigrationBatch) -> str:
+        seconds = batch_seconds(batch)
+        return f"{batch.rows / seconds:,.0f}" if seconds else "-"
+
+
+@admin.register(TierLock)
+class TierLockAdmin(ReadOnlyAdmin):
+    list_display = ["name", "owner", "run", "acquired_at", "heartbeat_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        # A lock left by a dead process can be removed by a superuser.
+        return request.user.is_superuser
