@@ -1,1 +1,795 @@
-"""Placeholder: the copy -> verify -> delete engine is being written."""
+"""The copy -> verify -> delete engine, both directions, read top-down.
+
+One run of ``move()``:
+
+1. **Lock** ``<model>:<direction>`` (a ``TierLock`` row in hot, owned by the
+   run so parallel range workers of one run share it). A lock whose heartbeat
+   is older than ``LOCK_STALE_SECONDS``, or whose owner is a dead process on
+   this host, is taken over. Then **repair** half-done batches of earlier
+   runs: while a source row exists the source is authoritative (its target
+   copy is removed); once it is gone the target copy *is* the row.
+2. **Select** the next batch of keys in key order (keyset, never OFFSET) with
+   the cutoff ``now`` fixed once per run; the batch size adapts to
+   ``BATCH_TARGET_SECONDS`` within the ``batch_size`` cap. The keys are
+   written to the ledger (``MigrationBatch``, state COPYING) *before* the copy.
+3. **Copy** parents, then their ``Tiering.related`` children, in one target
+   transaction. Keys already present in the target are not inserted again, so
+   a retried batch neither fails nor duplicates. Paths: ``sqlite`` (ATTACH +
+   INSERT ... SELECT), ``pg_copy`` (COPY TO STDOUT piped into COPY FROM STDIN),
+   ``orm`` (bulk_create) for every other pair.
+4. **Verify** inside the source transaction that also deletes: the batch is
+   locked (PostgreSQL ``SELECT ... FOR UPDATE`` of parents and children; SQLite
+   ``BEGIN IMMEDIATE``), re-selected with the policy (still eligible?), and a
+   content hash per parent (the parent and all its children, values normalised
+   so SQLite and PostgreSQL agree) is compared with the target's.
+5. **Delete** from the source, with raw deletes (children, then parents), only
+   the rows whose hashes match. A row changed since its copy or no longer
+   eligible stays in the source and its copy is removed from the target, so
+   no concurrent update is lost and no row ends in both tiers.
+6. **Ledger**: the batch becomes DONE with rows, bytes, checksum, timings and
+   the number of rows kept; ``batch_done`` is sent. ``run_finished`` (and
+   ``run_failed``) at the end; errors are logged on ``tiering.mover`` with the
+   run id.
+
+Restored rows (TO_HOT) get a fresh mark so the next archive run does not send
+them straight back: the access field of an access (or hybrid) policy is set to
+now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COLD
+skips held rows for the time policy's ``older_than`` after the restore.
+
+Known limits: the row hash reads rows in Python (verify costs one read of the
+batch in each tier); ``auto_now`` fields would be re-stamped by the ``orm``
+path; a source row deleted by the application while its batch was half-done
+is kept from its target copy by the repair.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime, timedelta, timezone as dt_timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterable
+
+from django.conf import settings
+from django.db import IntegrityError, connections, models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .conf import tiering_settings
+from .models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
+from .policies import AccessPolicy, HybridPolicy, TimePolicy
+from .registry import TieredModel
+from .signals import batch_done, run_failed, run_finished
+
+logger = logging.getLogger("tiering.mover")
+
+PATHS = ("sqlite", "pg_copy", "orm")
+MIN_BATCH = 10
+OPEN_STATES = (BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED)
+
+
+class LockHeld(Exception):
+    """Another live run holds the model+direction lock."""
+
+
+class MoveError(Exception):
+    """A run failed; ``run`` is the failed MigrationRun (the ledger says why)."""
+
+    def __init__(self, message: str, run: MigrationRun | None = None) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+@dataclass
+class MoveProgress:
+    rows: int
+    batches: int
+    bytes: int
+    total_estimate: int | None
+
+
+@dataclass
+class MovePlan:
+    rows: int
+    child_rows: int
+    bytes: int
+    batches: int
+
+
+# --------------------------------------------------------------------------------- public API
+def move(
+    tiered: TieredModel,
+    direction: str,
+    *,
+    pks: Iterable[Any] | None = None,
+    where: Q | dict | None = None,
+    all_rows: bool = False,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    max_runtime: float | None = None,
+    sleep: float = 0.0,
+    key_range: tuple[Any, Any] | None = None,
+    run: MigrationRun | None = None,
+    trigger: str = "command",
+    progress: Callable[[MoveProgress], None] | None = None,
+    now: datetime | None = None,
+    path: str | None = None,
+) -> MigrationRun:
+    """Move the selected rows (and their children) between tiers; see the module docstring."""
+    _check_selection(direction, pks, where, all_rows, limit, batch_size)
+    joined = run is not None
+    if run is None:
+        run = start_run(tiered, direction, trigger=trigger, now=now,
+                        selection=_describe_selection(pks, where, all_rows, limit, batch_size, key_range))
+    else:
+        _acquire_lock(tiered, direction, run)
+    ctx = _Move(tiered, direction, run, now=run.cutoff or now or timezone.now(), path=_choose_path(direction, path))
+    try:
+        stopped = _run_batches(ctx, _selection(ctx, pks, where, key_range), limit, batch_size,
+                               max_runtime, sleep, progress)
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        logger.exception("run %s (%s %s) failed: %s", run.pk, tiered.label, direction, message)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not joined:
+            finish_run(run, RunState.FAILED, message, _exc=exc)
+        else:
+            MigrationRun.objects.using(_hot()).filter(pk=run.pk).update(error=message)
+        if isinstance(exc, Exception) and not isinstance(exc, MoveError):
+            raise MoveError(f"run {run.pk} failed: {message}", run) from exc
+        raise
+    run.refresh_from_db(using=_hot())
+    if not joined:
+        finish_run(run, RunState.STOPPED if stopped else RunState.SUCCEEDED)
+    return run
+
+
+def plan(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows: bool = False,
+         limit: int | None = None, batch_size: int | None = None, now: datetime | None = None) -> MovePlan:
+    """What ``move()`` would move, without changing anything (for --dry-run and confirmation)."""
+    _check_selection(direction, pks, where, all_rows, limit, batch_size)
+    ctx = _Move(tiered, direction, None, now=now or timezone.now(), path="orm")
+    qs = _selection(ctx, pks, where, None)
+    held = ctx.held_pks()
+    if held:
+        qs = qs.exclude(pk__in=[ctx.model._meta.pk.to_python(k) for k in held])
+    eligible = qs.count()
+    rows = eligible if limit is None else min(eligible, limit)
+    child_rows = sum(c.model._base_manager.using(ctx.source).filter(**{f"{c.fk.attname}__in": qs.values("pk")}).count()
+                     for c in tiered.children)
+    if eligible and rows < eligible:
+        child_rows = math.ceil(child_rows * rows / eligible)
+    sample = list(qs.order_by("pk").values_list("pk", flat=True)[:100])
+    per_row = 0.0
+    if sample:
+        _, _, sample_bytes = _group_hashes(ctx, ctx.source, sample, eligible_only=False, lock=False)
+        per_row = sample_bytes / len(sample)
+    size = batch_size or tiering_settings.BATCH_SIZE
+    return MovePlan(rows=rows, child_rows=child_rows, bytes=int(per_row * rows), batches=math.ceil(rows / size))
+
+
+def start_run(tiered: TieredModel, direction: str, *, trigger: str, selection: dict,
+              now: datetime | None = None) -> MigrationRun:
+    """Create the run, take the model+direction lock and repair earlier half-done batches."""
+    now = now or timezone.now()
+    run = MigrationRun.objects.using(_hot()).create(
+        model_label=tiered.label, direction=direction, trigger=trigger, cutoff=now,
+        policy=tiered.policy.describe() if tiered.policy else "", selection=selection, owner=_owner(),
+    )
+    try:
+        _acquire_lock(tiered, direction, run)
+    except LockHeld as exc:
+        MigrationRun.objects.using(_hot()).filter(pk=run.pk).update(
+            state=RunState.FAILED, error=str(exc), finished_at=timezone.now())
+        raise
+    try:
+        _repair(_Move(tiered, direction, run, now=now, path="orm"))
+    except Exception as exc:
+        finish_run(run, RunState.FAILED, f"repair failed: {type(exc).__name__}: {exc}", _exc=exc)
+        raise MoveError(f"run {run.pk}: repairing earlier batches failed: {exc}", run) from exc
+    return run
+
+
+def finish_run(run: MigrationRun, state: str | None = None, error: str = "", *,
+               _exc: BaseException | None = None) -> MigrationRun:
+    """Close the run in the ledger, release its locks and send the signals."""
+    hot = _hot()
+    run.refresh_from_db(using=hot)
+    state = state or (RunState.FAILED if error else RunState.SUCCEEDED)
+    run.state, run.finished_at = state, timezone.now()
+    if error:
+        run.error = error
+    run.save(using=hot, update_fields=["state", "finished_at", "error"])
+    TierLock.objects.using(hot).filter(run=run)._raw_delete(hot)
+    if state == RunState.FAILED:
+        run_failed.send(sender=MigrationRun, run=run, error=_exc or MoveError(error, run))
+    run_finished.send(sender=MigrationRun, run=run)
+    return run
+
+
+def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
+    """Move these rows (with children) cold -> hot now, through the same protocol.
+
+    It takes no model lock (a long archive run may hold it): every row is
+    still moved under the per-row verify-and-delete, so it is safe alongside.
+    """
+    pks = list(pks)
+    run = MigrationRun.objects.using(_hot()).create(
+        model_label=tiered.label, direction=Direction.TO_HOT, trigger="promote", cutoff=timezone.now(),
+        policy=tiered.policy.describe() if tiered.policy else "", selection={"pks": [str(p) for p in pks]},
+        owner=_owner(),
+    )
+    ctx = _Move(tiered, Direction.TO_HOT, run, now=run.cutoff, path=_choose_path(Direction.TO_HOT, None))
+    try:
+        _run_batches(ctx, _selection(ctx, pks, None, None), None, None, None, 0.0, None)
+    except Exception as exc:
+        logger.exception("run %s (promote %s %s) failed", run.pk, tiered.label, pks)
+        finish_run(run, RunState.FAILED, f"{type(exc).__name__}: {exc}", _exc=exc)
+        raise MoveError(f"promote run {run.pk} failed: {exc}", run) from exc
+    finish_run(run, RunState.SUCCEEDED)
+    return run.rows
+
+
+# ------------------------------------------------------------------------------ the run loop
+class _Move:
+    """Everything one run needs: model, direction, aliases, cutoff, copy path."""
+
+    def __init__(self, tiered: TieredModel, direction: str, run: MigrationRun | None, *, now: datetime,
+                 path: str) -> None:
+        self.tiered, self.model, self.direction, self.run, self.now = tiered, tiered.model, direction, run, now
+        hot, cold = tiering_settings.HOT, tiering_settings.COLD
+        self.source, self.target = (hot, cold) if direction == Direction.TO_COLD else (cold, hot)
+        self.path = path
+        if path == "sqlite" and not _sqlite_pair(self.source, self.target):
+            raise ValueError(f"path 'sqlite' needs two SQLite files, not {self.source}/{self.target}")
+        if path == "pg_copy" and not _vendor_pair(self.source, self.target, "postgresql"):
+            raise ValueError(f"path 'pg_copy' needs two PostgreSQL aliases, not {self.source}/{self.target}")
+        self._held: set[str] | None = None
+
+    def held_pks(self) -> set[str]:
+        """Keys with a live RestoredRow hold (TO_COLD skips them)."""
+        if self.direction != Direction.TO_COLD:
+            return set()
+        if self._held is None:
+            period = _hold_period(self.tiered.policy)
+            self._held = set() if period is None else set(
+                RestoredRow.objects.using(_hot())
+                .filter(model_label=self.tiered.label, restored_at__gte=self.now - period)
+                .values_list("object_pk", flat=True))
+        return self._held
+
+
+def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, progress) -> bool:
+    """Move batch after batch; return True when stopped early by limit or max_runtime."""
+    cap = batch_size or tiering_settings.BATCH_SIZE
+    size = min(cap, 200)
+    total = selection.count()
+    total = min(total, limit) if limit is not None else total
+    started, last_pk, moved, done = time.monotonic(), None, 0, {"rows": 0, "batches": 0, "bytes": 0}
+    while True:
+        if limit is not None and moved >= limit:
+            return True
+        if max_runtime is not None and time.monotonic() - started >= max_runtime:
+            return True
+        want = size if limit is None else min(size, limit - moved)
+        # 2. select: keyset in key order, cutoff fixed for the run
+        keys_qs = selection.order_by("pk")
+        if last_pk is not None:
+            keys_qs = keys_qs.filter(pk__gt=last_pk)
+        keys = list(keys_qs.values_list("pk", flat=True)[:want])
+        if not keys:
+            return False
+        last_pk = keys[-1]
+        held = ctx.held_pks()
+        pks = [k for k in keys if str(k) not in held] if held else keys
+        if not pks:
+            continue
+        t0 = time.monotonic()
+        batch = _move_batch(ctx, pks)
+        elapsed = time.monotonic() - t0
+        moved += len(pks)
+        done["rows"] += batch.rows
+        done["batches"] += 1
+        done["bytes"] += batch.bytes
+        if progress is not None:
+            progress(MoveProgress(done["rows"], done["batches"], done["bytes"], total))
+        # size the next batch by time, within the cap
+        factor = min(2.0, max(0.5, tiering_settings.BATCH_TARGET_SECONDS / max(elapsed, 1e-3)))
+        size = int(min(cap, max(MIN_BATCH, size * factor)))
+        if sleep:
+            time.sleep(sleep)
+
+
+def _move_batch(ctx: _Move, pks: list) -> MigrationBatch:
+    """One batch through copy, verify, delete and ledger."""
+    hot = _hot()
+    _heartbeat(ctx)
+    seq = (MigrationBatch.objects.using(hot).filter(run=ctx.run).aggregate(m=models.Max("seq"))["m"] or 0) + 1
+    batch = MigrationBatch.objects.using(hot).create(
+        run=ctx.run, seq=seq, state=BatchState.COPYING, pks=[_jsonable(p) for p in pks],
+        key_low=str(pks[0]), key_high=str(pks[-1]))
+    inserted: list = []
+    try:
+        # 3. copy (idempotent: keys already in the target are not inserted again)
+        t0 = time.monotonic()
+        inserted = _copy(ctx, pks)
+        _advance_sequences(ctx)
+        batch.copy_seconds = time.monotonic() - t0
+        _set(batch, state=BatchState.COPIED, copy_seconds=batch.copy_seconds)
+        _hook("after_copy")
+        # 4 + 5. verify under the row lock, then delete what matched
+        t0 = time.monotonic()
+        moved, checksum, nbytes, child_rows = _verify_and_delete(ctx, pks, batch)
+        batch.delete_seconds = time.monotonic() - t0
+        _hook("after_delete_before_ledger")
+        kept = [pk for pk in pks if pk not in moved]
+        ours = set(inserted)
+        _remove_copies(ctx, [pk for pk in kept if pk in ours])
+        if ctx.direction == Direction.TO_HOT:
+            _mark_restored(ctx, list(moved))
+    except BaseException as exc:
+        _fail_batch(ctx, batch, inserted, exc)
+        raise
+    # 6. ledger
+    batch.state, batch.rows, batch.child_rows, batch.bytes = BatchState.DONE, len(moved), child_rows, nbytes
+    batch.checksum, batch.kept, batch.finished_at = checksum, len(kept), timezone.now()
+    batch.save(using=hot)
+    MigrationRun.objects.using(hot).filter(pk=ctx.run.pk).update(
+        rows=F("rows") + batch.rows, child_rows=F("child_rows") + child_rows, bytes=F("bytes") + nbytes,
+        batches=F("batches") + 1, heartbeat_at=timezone.now())
+    if kept:
+        logger.info("run %s batch %s: %s rows changed or no longer eligible stay in %s",
+                    ctx.run.pk, seq, len(kept), ctx.source)
+    batch_done.send(sender=MigrationBatch, run=ctx.run, batch=batch)
+    return batch
+
+
+# ------------------------------------------------------------------------------------ 3. copy
+def _copy(ctx: _Move, pks: list) -> list:
+    """Insert parents then children of ``pks`` missing from the target; return the keys inserted."""
+    present = set(ctx.model._base_manager.using(ctx.target).filter(pk__in=pks).values_list("pk", flat=True))
+    todo = [pk for pk in pks if pk not in present]
+    if not todo:
+        return []
+    parts = [(ctx.model, ctx.model._meta.pk)] + [(c.model, c.fk) for c in ctx.tiered.children]
+    if ctx.path == "sqlite":
+        _copy_sqlite(ctx, parts, todo)
+    elif ctx.path == "pg_copy":
+        _copy_pg(ctx, parts, todo)
+    else:
+        _copy_orm(ctx, parts, todo)
+    return todo
+
+
+def _copy_sqlite(ctx: _Move, parts, pks: list) -> None:
+    """Two SQLite files: one connection on the target, the source ATTACHed, INSERT ... SELECT."""
+    conn = sqlite3.connect(connections[ctx.target].settings_dict["NAME"], timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("ATTACH DATABASE ? AS tiering_src", [connections[ctx.source].settings_dict["NAME"]])
+        conn.execute("BEGIN IMMEDIATE")
+        for model, key in parts:
+            cols = ", ".join(_qn(f.column) for f in model._meta.concrete_fields)
+            table = _qn(model._meta.db_table)
+            for chunk in _chunks(pks, 30000):
+                conn.execute(
+                    f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM tiering_src.{table} "
+                    f"WHERE {_qn(key.column)} IN ({', '.join('?' * len(chunk))})", chunk)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
+
+
+def _copy_pg(ctx: _Move, parts, pks: list) -> None:
+    """PostgreSQL to PostgreSQL: COPY (SELECT ...) TO STDOUT streamed into COPY ... FROM STDIN."""
+    with transaction.atomic(using=ctx.target), connections[ctx.source].cursor() as src, \
+            connections[ctx.target].cursor() as dst:
+        for model, key in parts:
+            cols = ", ".join(_qn(f.column) for f in model._meta.concrete_fields)
+            table = _qn(model._meta.db_table)
+            out = f"COPY (SELECT {cols} FROM {table} WHERE {_qn(key.column)} = ANY(%s)) TO STDOUT (FORMAT BINARY)"
+            with src.cursor.copy(out, [pks]) as reader, \
+                    dst.cursor.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
+                for data in reader:
+                    writer.write(data)
+
+
+def _copy_orm(ctx: _Move, parts, pks: list) -> None:
+    """Any pair: read with the ORM, bulk_create in the target."""
+    with transaction.atomic(using=ctx.target):
+        for model, key in parts:
+            fields = model._meta.concrete_fields
+            names = [f.attname for f in fields]
+            rows = model._base_manager.using(ctx.source).filter(**{f"{key.attname}__in": pks}).values_list(*names)
+            objs = [model(**dict(zip(names, row))) for row in rows]
+            model._base_manager.using(ctx.target).bulk_create(objs, batch_size=500)
+
+
+def _advance_sequences(ctx: _Move) -> None:
+    """Keep PostgreSQL target sequences ahead of the largest key copied in."""
+    conn = connections[ctx.target]
+    if conn.vendor != "postgresql":
+        return
+    with conn.cursor() as cursor:
+        for model in [ctx.model] + [c.model for c in ctx.tiered.children]:
+            pk = model._meta.pk
+            if not isinstance(pk, models.AutoField):
+                continue
+            table = model._meta.db_table
+            cursor.execute(
+                f"SELECT setval(s.seq, m.top) FROM (SELECT pg_get_serial_sequence(%s, %s) AS seq) s, "
+                f"(SELECT MAX({_qn(pk.column)}) AS top FROM {_qn(table)}) m "
+                "WHERE s.seq IS NOT NULL AND m.top IS NOT NULL "
+                "AND m.top > COALESCE(pg_sequence_last_value(s.seq::regclass), 0)",
+                [table, pk.column])
+
+
+# ------------------------------------------------------------------- 4 + 5. verify and delete
+def _verify_and_delete(ctx: _Move, pks: list, batch: MigrationBatch) -> tuple[set, str, int, int]:
+    """In one source transaction: lock, re-check eligibility, compare hashes, delete matches."""
+    with transaction.atomic(using=ctx.source):
+        source, children, nbytes = _group_hashes(ctx, ctx.source, pks, eligible_only=True, lock=True)
+        target, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=False)
+        verified = [pk for pk in pks if pk in source and source[pk] == target.get(pk)]
+        checksum = _batch_checksum((pk, source[pk]) for pk in verified)
+        _hook("after_verify")
+        child_rows = 0
+        for child in ctx.tiered.children:  # children first: cascades never see an uncopied child
+            keys = [k for pk in verified for k in children.get((child.model, pk), ())]
+            child_rows += len(keys)
+            for chunk in _chunks(keys, 10000):
+                child.model._base_manager.using(ctx.source).filter(pk__in=chunk)._raw_delete(ctx.source)
+        _hook("mid_delete")
+        for chunk in _chunks(verified, 10000):
+            ctx.model._base_manager.using(ctx.source).filter(pk__in=chunk)._raw_delete(ctx.source)
+    batch.checksum = checksum
+    return set(verified), checksum, nbytes, child_rows
+
+
+def _group_hashes(ctx: _Move, alias: str, pks: list, *, eligible_only: bool, lock: bool):
+    """Hash each parent with all its children in ``alias``.
+
+    Returns ``({pk: hash}, {(child_model, pk): [child keys]}, bytes)``. With
+    ``eligible_only`` parents that no longer match the run's selection are left
+    out; with ``lock`` the rows are locked (PostgreSQL) until the transaction ends.
+    """
+    for_update = lock and connections[alias].vendor == "postgresql"
+    parents = ctx.model._base_manager.using(alias).filter(pk__in=pks)
+    if eligible_only:
+        parents = parents.filter(_eligible_q(ctx))
+    names = [f.attname for f in ctx.model._meta.concrete_fields]
+    if for_update:
+        parents = parents.select_for_update()
+    parts: dict[Any, list[str]] = {}
+    nbytes, pk_i = 0, names.index(ctx.model._meta.pk.attname)
+    for row in parents.values_list(*names):
+        text = _row_text(row)
+        nbytes += len(text)
+        parts[row[pk_i]] = [text]
+    child_keys: dict[tuple, list] = {}
+    for child in ctx.tiered.children:
+        cnames = [f.attname for f in child.model._meta.concrete_fields]
+        fk_i, pk_i = cnames.index(child.fk.attname), cnames.index(child.model._meta.pk.attname)
+        qs = child.model._base_manager.using(alias).filter(**{f"{child.fk.attname}__in": pks})
+        if for_update:
+            qs = qs.select_for_update()
+        texts: dict[Any, list[str]] = {}
+        for row in qs.values_list(*cnames):
+            text = _row_text(row)
+            nbytes += len(text)
+            texts.setdefault(row[fk_i], []).append(text)
+            child_keys.setdefault((child.model, row[fk_i]), []).append(row[pk_i])
+        for pk, lines in texts.items():
+            if pk in parts:
+                parts[pk].append(child.model._meta.label + "\x1e" + "\x1d".join(sorted(lines)))
+    hashes = {pk: hashlib.blake2b("\x1f".join(p).encode(), digest_size=16).hexdigest() for pk, p in parts.items()}
+    return hashes, child_keys, nbytes
+
+
+def _eligible_q(ctx: _Move) -> Q:
+    """The policy re-check of the delete (TO_COLD); TO_HOT re-checks the run's filter."""
+    q = ctx.tiered.policy.cold_q(ctx.now) if ctx.direction == Direction.TO_COLD else Q()
+    return q & getattr(ctx, "where_q", Q())
+
+
+def _remove_copies(ctx: _Move, pks: list) -> None:
+    """Delete target copies (children, then parents) of rows that stay in the source."""
+    if not pks:
+        return
+    with transaction.atomic(using=ctx.target):
+        for child in ctx.tiered.children:
+            for chunk in _chunks(pks, 10000):
+                child.model._base_manager.using(ctx.target).filter(
+                    **{f"{child.fk.attname}__in": chunk})._raw_delete(ctx.target)
+        for chunk in _chunks(pks, 10000):
+            ctx.model._base_manager.using(ctx.target).filter(pk__in=chunk)._raw_delete(ctx.target)
+
+
+def _mark_restored(ctx: _Move, pks: list) -> None:
+    """Give rows restored to hot a fresh mark: access field = now, plus a hold for time policies."""
+    if not pks:
+        return
+    policy, now = ctx.tiered.policy, timezone.now()
+    access = policy.access_policy() if policy else None
+    if access is not None:
+        for chunk in _chunks(pks, 10000):
+            ctx.model._base_manager.using(ctx.target).filter(pk__in=chunk).update(**{access.field: now})
+    if _hold_period(policy) is not None:
+        hot = _hot()
+        labels = [str(pk) for pk in pks]
+        with transaction.atomic(using=hot):
+            RestoredRow.objects.using(hot).filter(model_label=ctx.tiered.label, object_pk__in=labels).update(
+                restored_at=now)
+            existing = set(RestoredRow.objects.using(hot).filter(
+                model_label=ctx.tiered.label, object_pk__in=labels).values_list("object_pk", flat=True))
+            RestoredRow.objects.using(hot).bulk_create(
+                [RestoredRow(model_label=ctx.tiered.label, object_pk=k, restored_at=now)
+                 for k in labels if k not in existing])
+
+
+def _fail_batch(ctx: _Move, batch: MigrationBatch, inserted: list, exc: BaseException) -> None:
+    """Record the failure; undo the copy when the target answers, else leave it to the repair."""
+    error = f"{type(exc).__name__}: {exc}"
+    state = BatchState.FAILED
+    if isinstance(exc, Exception):
+        try:
+            src = set(ctx.model._base_manager.using(ctx.source).filter(pk__in=inserted).values_list("pk", flat=True))
+            _remove_copies(ctx, [pk for pk in inserted if pk in src])
+            if not inserted or len(src) == len(inserted):
+                state = BatchState.UNDONE
+        except Exception as cleanup:  # the repair of the next run finishes it
+            error += f" (copy not removed yet: {type(cleanup).__name__}: {cleanup})"
+    try:
+        _set(batch, state=state, error=error, finished_at=timezone.now())
+    except Exception:
+        logger.exception("run %s: could not record the failure of batch %s", ctx.run.pk, batch.seq)
+
+
+# --------------------------------------------------------------------------- 1. lock, repair
+def _acquire_lock(tiered: TieredModel, direction: str, run: MigrationRun) -> None:
+    """Take ``<label>:<direction>`` for ``run``; take over a stale lock; else raise LockHeld."""
+    hot, name = _hot(), f"{tiered.label}:{direction}"
+    for _ in range(5):
+        try:
+            with transaction.atomic(using=hot):
+                TierLock.objects.using(hot).create(name=name, run=run, owner=_owner())
+            return
+        except IntegrityError:
+            lock = TierLock.objects.using(hot).filter(name=name).first()
+            if lock is None:
+                continue
+            if lock.run_id == run.pk:
+                return  # a parallel worker of the same run
+            age = (timezone.now() - lock.heartbeat_at).total_seconds()
+            if _is_stale(lock, age):
+                logger.warning("run %s takes over the stale lock %s of %s (run %s, heartbeat %.0fs ago)",
+                               run.pk, name, lock.owner, lock.run_id, age)
+                TierLock.objects.using(hot).filter(pk=lock.pk, owner=lock.owner,
+                                                   heartbeat_at=lock.heartbeat_at)._raw_delete(hot)
+                continue
+            raise LockHeld(
+                f"{tiered.label} is already being moved {direction.replace('_', ' ')} by run {lock.run_id} "
+                f"({lock.owner}, heartbeat {age:.0f}s ago); wait for it to finish")
+    raise LockHeld(f"could not take the lock {name}")
+
+
+def _is_stale(lock: TierLock, age: float) -> bool:
+    if age > tiering_settings.LOCK_STALE_SECONDS:
+        return True
+    host, _, pid = lock.owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def _heartbeat(ctx: _Move) -> None:
+    hot, now = _hot(), timezone.now()
+    if ctx.run.trigger == "promote":
+        return
+    if not TierLock.objects.using(hot).filter(run=ctx.run).update(heartbeat_at=now):
+        raise MoveError(f"run {ctx.run.pk} lost its lock (taken over as stale); stopping", ctx.run)
+    MigrationRun.objects.using(hot).filter(pk=ctx.run.pk).update(heartbeat_at=now)
+
+
+def _repair(ctx: _Move) -> None:
+    """Finish or undo half-done batches of earlier runs of this model and direction.
+
+    The source is authoritative while a source row exists (its target copy is
+    removed); a key gone from the source was deleted after a verified copy, so
+    the target copy is the row. Runs reach here only under the lock.
+    """
+    hot = _hot()
+    fresh = timezone.now() - timedelta(seconds=tiering_settings.LOCK_STALE_SECONDS)
+    batches = (MigrationBatch.objects.using(hot)
+               .filter(run__model_label=ctx.tiered.label, run__direction=ctx.direction, state__in=OPEN_STATES)
+               .exclude(run=ctx.run)
+               .exclude(run__trigger="promote", run__state=RunState.RUNNING, run__heartbeat_at__gte=fresh)
+               .select_related("run").order_by("run_id", "seq"))
+    for batch in batches:
+        pk_field = ctx.model._meta.pk
+        pks = [pk_field.to_python(p) for p in batch.pks]
+        present = set(ctx.model._base_manager.using(ctx.source).filter(pk__in=pks).values_list("pk", flat=True))
+        undo = [pk for pk in pks if pk in present]
+        finished = [pk for pk in pks if pk not in present]
+        _remove_copies(ctx, undo)
+        if ctx.direction == Direction.TO_HOT:
+            _mark_restored(ctx, finished)
+        note = f"repaired by run {ctx.run.pk}: {len(finished)} rows finished, {len(undo)} copies removed"
+        _set(batch, state=BatchState.DONE if finished else BatchState.UNDONE,
+             error=(batch.error + "; " if batch.error else "") + note, finished_at=timezone.now())
+        logger.warning("run %s: batch %s of run %s %s", ctx.run.pk, batch.seq, batch.run_id, note)
+    (MigrationRun.objects.using(hot)
+     .filter(model_label=ctx.tiered.label, direction=ctx.direction, state=RunState.RUNNING)
+     .exclude(pk=ctx.run.pk).exclude(trigger="promote", heartbeat_at__gte=fresh)
+     .update(state=RunState.FAILED, finished_at=timezone.now(),
+             error=f"interrupted; half-done batches repaired by run {ctx.run.pk}"))
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _hot() -> str:
+    return tiering_settings.HOT
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _set(batch: MigrationBatch, **values: Any) -> None:
+    for key, value in values.items():
+        setattr(batch, key, value)
+    MigrationBatch.objects.using(_hot()).filter(pk=batch.pk).update(**values)
+
+
+def _check_selection(direction, pks, where, all_rows, limit, batch_size) -> None:
+    if direction not in Direction.values:
+        raise ValueError(f"Unknown direction {direction!r}; use Direction.TO_COLD or Direction.TO_HOT")
+    if direction == Direction.TO_HOT and pks is None and where is None and not all_rows:
+        raise ValueError("A move to hot needs pks, where or all_rows=True")
+    for name, value in (("limit", limit), ("batch_size", batch_size)):
+        if value is not None and value < (0 if name == "limit" else 1):
+            raise ValueError(f"{name} must be positive, not {value}")
+
+
+def _describe_selection(pks, where, all_rows, limit, batch_size, key_range) -> dict:
+    out: dict[str, Any] = {}
+    if pks is not None:
+        out["pks"] = [_jsonable(p) for p in list(pks)[:1000]]
+    if where is not None:
+        out["where"] = str(where)
+    for key, value in (("all_rows", all_rows or None), ("limit", limit), ("batch_size", batch_size),
+                       ("key_range", [_jsonable(v) for v in key_range] if key_range else None)):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _selection(ctx: _Move, pks, where, key_range) -> models.QuerySet:
+    """The source rows this run may move, the policy evaluated at the run's fixed ``now``."""
+    if ctx.tiered.policy is None and ctx.direction == Direction.TO_COLD:
+        raise MoveError(f"{ctx.tiered.label} has no tiering policy", ctx.run)
+    qs = ctx.model._base_manager.using(ctx.source).all()
+    where_q = Q()
+    if pks is not None:
+        where_q &= Q(pk__in=list(pks))
+    if where is not None:
+        where_q &= where if isinstance(where, Q) else Q(**where)
+    if key_range is not None:
+        low, high = key_range
+        if low is not None:
+            where_q &= Q(pk__gte=low)
+        if high is not None:
+            where_q &= Q(pk__lt=high)
+    ctx.where_q = where_q
+    return qs.filter(_eligible_q(ctx))
+
+
+def _hold_period(policy) -> timedelta | None:
+    """How long a restored row is held in hot: policies with a time part only."""
+    if isinstance(policy, TimePolicy):
+        return policy.older_than
+    if isinstance(policy, HybridPolicy):
+        return policy.time.older_than
+    return None
+
+
+def _choose_path(direction: str, forced: str | None) -> str:
+    forced = forced or (getattr(settings, "TIERING", {}) or {}).get("MOVE_PATH")
+    if forced:
+        if forced not in PATHS:
+            raise ValueError(f"Unknown move path {forced!r}; choose one of {', '.join(PATHS)}")
+        return forced
+    hot, cold = tiering_settings.HOT, tiering_settings.COLD
+    if _sqlite_pair(hot, cold):
+        return "sqlite"
+    if _vendor_pair(hot, cold, "postgresql"):
+        return "pg_copy"
+    return "orm"
+
+
+def _vendor_pair(a: str, b: str, vendor: str) -> bool:
+    return connections[a].vendor == vendor and connections[b].vendor == vendor
+
+
+def _sqlite_pair(a: str, b: str) -> bool:
+    if not _vendor_pair(a, b, "sqlite"):
+        return False
+    names = [str(connections[x].settings_dict["NAME"]) for x in (a, b)]
+    return all(n and n != ":memory:" and "mode=memory" not in n for n in names) and names[0] != names[1]
+
+
+def _qn(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (int, str)) else str(value)
+
+
+def _norm(value: Any) -> str:
+    """One text per value, equal on SQLite and PostgreSQL for equal values."""
+    if value is None:
+        return "\x00"
+    if isinstance(value, bool):
+        return "b1" if value else "b0"
+    if isinstance(value, Decimal):
+        return "d" + (format(value.normalize(), "f") if value else "0")
+    if isinstance(value, datetime):
+        if timezone.is_aware(value):
+            value = value.astimezone(dt_timezone.utc)
+        return "t" + value.isoformat()
+    if isinstance(value, (date, dtime)):
+        return "t" + value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "x" + bytes(value).hex()
+    if isinstance(value, (dict, list)):
+        return "j" + json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    if isinstance(value, float):
+        return "f" + repr(value)
+    return "s" + str(value)
+
+
+def _row_text(row: tuple) -> str:
+    return "\x1f".join(_norm(v) for v in row)
+
+
+def _batch_checksum(pairs: Iterable[tuple[Any, str]]) -> str:
+    digest = hashlib.sha256()
+    for pk, row_hash in pairs:
+        digest.update(f"{pk}:{row_hash};".encode())
+    return digest.hexdigest()
+
+
+def _hook(step: str) -> None:
+    """Test-only crash hook: ``HOTCOLD_TEST_CRASH_AT=step:n`` SIGKILLs this process at the n-th ``step``."""
+    spec = os.environ.get("HOTCOLD_TEST_CRASH_AT")
+    if not spec or os.environ.get("HOTCOLD_TEST_SUBPROCESS") != "1":
+        return
+    name, _, count = spec.partition(":")
+    if name != step:
+        return
+    _HOOK_COUNTS[step] = _HOOK_COUNTS.get(step, 0) + 1
+    if _HOOK_COUNTS[step] >= int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_HOOK_COUNTS: dict[str, int] = {}
