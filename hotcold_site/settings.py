@@ -22,10 +22,17 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# django-prometheus database wrappers: the same backends, with queries counted per alias.
+PROMETHEUS_ENGINES = {
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+}
+
+
 def sqlite_database(path: Path) -> dict:
     """An SQLite alias tuned for a hot and a cold file used side by side."""
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": PROMETHEUS_ENGINES["django.db.backends.sqlite3"],
         "NAME": str(path),
         "OPTIONS": {
             "timeout": 30,
@@ -38,7 +45,9 @@ def sqlite_database(path: Path) -> dict:
 def database_from_env(variable: str, sqlite_file: str) -> dict:
     url = os.environ.get(variable)
     if url:
-        return dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        db = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        db["ENGINE"] = PROMETHEUS_ENGINES.get(db["ENGINE"], db["ENGINE"])
+        return db
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     return sqlite_database(DATA_DIR / sqlite_file)
 

@@ -11,3 +11,6 @@ class TieringConfig(AppConfig):
         from .registry import registry
 
         registry.populate()
+        from .metrics import connect
+
+        connect()  # Prometheus collector and signal receivers
