@@ -163,6 +163,9 @@ def parse_filters(tiered: TieredModel, expressions: Iterable[str]) -> Q:
             break
         if field is not None and field.is_relation and lookup not in {"isnull"}:
             field = field.target_field  # customer=3 compares with the related key
+        if (field is not None and LOOKUP_SEP not in lookup and field.get_lookup(lookup) is None
+                and field.get_transform(lookup) is None):
+            raise CommandError(f"--filter {expression!r}: unsupported lookup {lookup!r} for field {field.name!r}")
         try:
             value = _convert(field, lookup, raw)
             condition = Q(**{key: value})
