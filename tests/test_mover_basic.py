@@ -1,0 +1,200 @@
+"""The mover on real SQLite files and real PostgreSQL: round trips, every copy path,
+locks, dry run, sequences, restore marks and promote."""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timedelta, timezone as dt_timezone
+from decimal import Decimal
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from accounts.models import Customer
+from orders.models import Order, OrderLine, Payment
+from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
+from tiering import mover
+from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
+from tiering.registry import registry
+from tiering.signals import batch_done, run_finished
+
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+FAST = {"sqlite": "sqlite", "postgresql": "pg_copy"}
+
+
+@pytest.fixture(params=["fast", "orm"])
+def path(request, tiers):
+    return FAST[tiers.backend] if request.param == "fast" else "orm"
+
+
+def payment_values(alias):
+    fields = [f.attname for f in Payment._meta.concrete_fields]
+    rows = Payment.objects.using(alias).order_by("pk").values_list(*fields)
+    return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows]
+
+
+def make_payments(alias):
+    old = timezone.now() - timedelta(days=400)
+    berlin = dt_timezone(timedelta(hours=2))
+    specs = [
+        dict(amount=Decimal("12345.67"), method="card", reference="", details={}, attachment=None),
+        dict(amount=Decimal("0.10"), method="iban", reference="Zahlung für Bücher ✓ 日本",
+             details={"nested": {"b": [1, 2.5, None, "x"], "a": True}, "ü": "ß"}, attachment=b"\x00\xff\x10binary"),
+        dict(amount=Decimal("-3.00"), method="cash", reference="x" * 64, details=[1, "two", {"3": None}],
+             attachment=b""),
+    ]
+    for i, spec in enumerate(specs):
+        Payment.objects.using(alias).create(
+            order_id=1000 + i, created_at=(old + timedelta(microseconds=123456 * i)).astimezone(berlin),
+            last_accessed=old, **spec)
+
+
+def test_round_trip_is_identical(tiers, path):
+    seed_orders(tiers.hot, 300, lines=3)
+    make_payments(tiers.hot)
+    before_orders = content(snapshot(tiers.hot, tiers.cold))
+    before_payments = payment_values(tiers.hot)
+    payment = registry.get(Payment)
+    order = registry.get(Order)
+
+    run = mover.move(order, Direction.TO_COLD, path=path, batch_size=128)
+    assert run.state == RunState.SUCCEEDED and run.rows == 300 and run.child_rows == 900
+    mover.move(payment, Direction.TO_COLD, path=path)
+    assert Order.objects.hot().count() == 0 and OrderLine.objects.using(tiers.hot).count() == 0
+    assert payment_values(tiers.cold) == before_payments  # byte for byte, in the other database
+    assert payment_values(tiers.hot) == []
+
+    run = mover.move(order, Direction.TO_HOT, all_rows=True, path=path)
+    assert run.rows == 300 and run.state == RunState.SUCCEEDED
+    mover.move(payment, Direction.TO_HOT, all_rows=True, path=path)
+    after = snapshot(tiers.hot, tiers.cold)
+    assert content(after) == before_orders
+    assert {tier for rows in after.values() for tier, _ in rows.values()} == {"hot"}
+    restored = payment_values(tiers.hot)
+    access = [f.attname for f in Payment._meta.concrete_fields].index("last_accessed")
+    # identical except the restore mark on the access field
+    assert [r[:access] + r[access + 1:] for r in restored] == [r[:access] + r[access + 1:] for r in before_payments]
+    assert all(timezone.now() - r[access] < timedelta(minutes=5) for r in restored)
+    assert_lines_follow_orders(tiers.hot, tiers.cold)
+    batches = MigrationBatch.objects.using(tiers.hot).filter(run__model_label="orders.Order")
+    assert batches.exclude(state=BatchState.DONE).count() == 0
+    assert all(len(b.checksum) == 64 for b in batches)
+
+
+def test_restored_time_policy_rows_are_held(tiers):
+    seed_orders(tiers.hot, 20)
+    order = registry.get(Order)
+    mover.move(order, Direction.TO_COLD)
+    mover.move(order, Direction.TO_HOT, pks=[1, 2, 3])
+    assert RestoredRow.objects.using(tiers.hot).filter(model_label="orders.Order").count() == 3
+    assert mover.plan(order, Direction.TO_COLD).rows == 0
+    run = mover.move(order, Direction.TO_COLD)
+    assert run.rows == 0
+    assert sorted(Order.objects.hot().values_list("pk", flat=True)) == [1, 2, 3]
+    # once the hold period is over they are eligible again
+    later = timezone.now() + timedelta(days=91)
+    assert mover.move(order, Direction.TO_COLD, now=later).rows == 3
+
+
+def test_only_eligible_rows_move_and_children_follow(tiers):
+    seed_orders(tiers.hot, 50, lines=2, old=True)
+    seed_orders(tiers.hot, 30, lines=2, old=False, start_pk=51)
+    run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=7)
+    assert run.rows == 50 and run.child_rows == 100 and run.batches >= 8
+    assert set(Order.objects.hot().values_list("pk", flat=True)) == set(range(51, 81))
+    assert OrderLine.objects.using(tiers.cold).count() == 100
+    assert_lines_follow_orders(tiers.hot, tiers.cold)
+    snapshot(tiers.hot, tiers.cold)
+
+
+def test_dry_run_plan_changes_nothing(tiers):
+    seed_orders(tiers.hot, 40, lines=2)
+    before = snapshot(tiers.hot, tiers.cold)
+    runs = MigrationRun.objects.using(tiers.hot).count()
+    plan = mover.plan(registry.get(Order), Direction.TO_COLD, batch_size=15, limit=30)
+    assert (plan.rows, plan.child_rows, plan.batches) == (30, 60, 2) and plan.bytes > 0
+    assert snapshot(tiers.hot, tiers.cold) == before
+    assert MigrationRun.objects.using(tiers.hot).count() == runs
+
+
+def test_limit_and_signals(tiers):
+    seed_orders(tiers.hot, 30)
+    seen = []
+    batch_done.connect(lambda **kw: seen.append(kw["batch"].rows), weak=False, dispatch_uid="t1")
+    run_finished.connect(lambda **kw: seen.append(kw["run"].state), weak=False, dispatch_uid="t2")
+    progress = []
+    try:
+        run = mover.move(registry.get(Order), Direction.TO_COLD, limit=12, batch_size=5, progress=progress.append)
+    finally:
+        batch_done.disconnect(dispatch_uid="t1")
+        run_finished.disconnect(dispatch_uid="t2")
+    assert run.state == RunState.STOPPED and run.rows == 12
+    assert seen == [5, 5, 2, RunState.STOPPED]
+    assert progress[-1].rows == 12 and progress[-1].total_estimate == 12
+
+
+def test_second_run_raises_lock_held_and_stale_lock_is_taken_over(tiers):
+    seed_orders(tiers.hot, 10)
+    order = registry.get(Order)
+    first = mover.start_run(order, Direction.TO_COLD, trigger="test", selection={})
+    with pytest.raises(mover.LockHeld, match="already being moved"):
+        mover.move(order, Direction.TO_COLD)
+    # a parallel worker of the same run shares the lock
+    mover.move(order, Direction.TO_COLD, run=first, key_range=(1, 6))
+    assert Order.objects.cold().count() == 5
+    mover.finish_run(first)
+    assert not TierLock.objects.using(tiers.hot).exists()
+    # a lock of a dead process on this host, and one with an old heartbeat, are taken over
+    dead = MigrationRun.objects.using(tiers.hot).create(model_label="orders.Order", direction=Direction.TO_COLD)
+    TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=dead,
+                                             owner=f"{os.uname().nodename}:999999")
+    import socket
+    TierLock.objects.using(tiers.hot).filter(run=dead).update(owner=f"{socket.gethostname()}:999999")
+    assert mover.move(order, Direction.TO_COLD).rows == 5
+    TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=dead, owner="elsewhere:1",
+                                             heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert mover.move(order, Direction.TO_COLD).state == RunState.SUCCEEDED
+    TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=dead, owner="elsewhere:1")
+    with pytest.raises(mover.LockHeld):
+        mover.move(order, Direction.TO_COLD)
+
+
+def test_pg_target_sequences_are_advanced(tiers, path):
+    if tiers.backend != "postgresql":
+        pytest.skip("sequences are a PostgreSQL matter")
+    seed_orders(tiers.hot, 25, lines=2)
+    mover.move(registry.get(Order), Direction.TO_COLD, path=path)
+    new = Order.objects.using(tiers.cold).create(customer_id=1, created_at=timezone.now())
+    line = OrderLine.objects.using(tiers.cold).create(order=new, sku="S", price=Decimal("1.00"))
+    assert new.pk > 25 and line.pk > 50
+
+
+def test_promote_moves_a_cold_customer_back_even_while_a_run_holds_the_lock(tiers):
+    old = timezone.now() - timedelta(days=90)
+    for i in range(3):
+        Customer.objects.using(tiers.hot).create(email=f"c{i}@x.org", name=f"C{i}", last_seen=old)
+    customer = registry.get(Customer)
+    mover.move(customer, Direction.TO_COLD)
+    assert Customer.objects.cold().count() == 3
+    holder = mover.start_run(customer, Direction.TO_HOT, trigger="test", selection={})
+    try:
+        found = Customer.objects.get(email="c1@x.org")  # cold hit -> promote
+    finally:
+        mover.finish_run(holder)
+    assert found._state.db == tiers.hot
+    assert timezone.now() - found.last_seen < timedelta(minutes=5)
+    assert Customer.objects.cold().count() == 2 and Customer.objects.hot().count() == 1
+
+
+def test_rows_per_second_per_path(tiers, path, capsys):
+    """A quick throughput figure per path (printed, never asserted)."""
+    seed_orders(tiers.hot, 5000, lines=2)
+    t0 = time.monotonic()
+    run = mover.move(registry.get(Order), Direction.TO_COLD, path=path)
+    seconds = time.monotonic() - t0
+    assert run.rows == 5000
+    with capsys.disabled():
+        print(f"\n[mover] {tiers.backend} {path}: {run.rows} orders + {run.child_rows} lines in {seconds:.2f}s = "
+              f"{(run.rows + run.child_rows) / seconds:,.0f} rows/s ({run.batches} batches)")
