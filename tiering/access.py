@@ -64,8 +64,14 @@ class AccessTracker:
         now = timezone.now()
         updated = 0
         for (model, alias, field), pks in pending.items():
-            updated += model._base_manager.using(alias).filter(pk__in=pks).update(**{field: now})
+            done = model._base_manager.using(alias).filter(pk__in=pks).update(**{field: now})
             self.writes += 1
+            if done < len(pks):
+                # Some rows moved tier since they were read (or were deleted): follow them.
+                other = tiering_settings.COLD if alias == tiering_settings.HOT else tiering_settings.HOT
+                done += model._base_manager.using(other).filter(pk__in=pks).update(**{field: now})
+                self.writes += 1
+            updated += done
         return updated
 
     def discard(self) -> None:

@@ -21,14 +21,15 @@ from collections import namedtuple
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import total_ordering
-from itertools import groupby, islice
+from itertools import chain, groupby, islice
 from typing import Any, Iterator
 
-from django.db import NotSupportedError, connections
+from django.db import NotSupportedError, connections, transaction
 from django.db.models import Avg, Count, F, Max, Min, Sum
 from django.db.models.expressions import OrderBy
 from django.db.models.manager import BaseManager
 from django.db.models.query import (
+    MAX_GET_RESULTS,
     FlatValuesListIterable,
     ModelIterable,
     NamedValuesListIterable,
@@ -109,12 +110,19 @@ class TieredQuerySet(QuerySet):
     def get(self, *args: Any, **kwargs: Any) -> Any:
         if not self.is_tiered:
             return super().get(*args, **kwargs)
+        self._refuse_unmergeable()
+        if self.query.is_sliced:
+            return self._get_merged(*args, **kwargs)
         hot, cold = self._tiers()
         try:
             obj = hot.get(*args, **kwargs)
         except self.model.DoesNotExist:
             try:
-                obj = cold.get(*args, **kwargs)
+                if self.query.select_for_update:
+                    with transaction.atomic(using=cold.db):
+                        obj = cold.get(*args, **kwargs)
+                else:
+                    obj = cold.get(*args, **kwargs)
             except self.model.DoesNotExist:
                 # A row promoted to hot between the two reads is in hot now.
                 obj = hot.get(*args, **kwargs)
@@ -124,16 +132,54 @@ class TieredQuerySet(QuerySet):
         self._record_access(obj)
         return obj
 
+    def _get_merged(self, *args: Any, **kwargs: Any) -> Any:
+        """get() of a sliced queryset (latest(), earliest()): the slice spans both tiers."""
+        if args or kwargs:
+            raise TypeError("Cannot filter a query once a slice has been taken.")
+        rows = list(self[:MAX_GET_RESULTS])
+        if len(rows) == 1:
+            self._record_access(rows[0])
+            return rows[0]
+        if not rows:
+            raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
+        raise self.model.MultipleObjectsReturned(
+            f"get() returned more than one {self.model._meta.object_name} -- it returned "
+            f"{'more than ' if len(rows) == MAX_GET_RESULTS else ''}{len(rows)}!"
+        )
+
     def _on_cold_hit(self, obj: Any) -> Any:
         tiered = registry.get(self.model)
         access = tiered.policy.access_policy() if tiered.policy else None
         if access is not None and access.promote_on_access:
-            from .mover import promote
+            from .mover import LockHeld, promote
 
-            promote(tiered, [obj.pk])
-            return self.hot().get(pk=obj.pk)
+            try:
+                promote(tiered, [obj.pk])
+            except LockHeld:
+                pass  # a move of this model is running: serve the cold row, promote next time
+            else:
+                try:
+                    obj = self.hot().get(pk=obj.pk)
+                except self.model.DoesNotExist:
+                    return obj  # not promoted (changed meanwhile): the cold row is still right
+                # Record the access at once: a promoted row with its old access time
+                # would be eligible for cold again at the next run.
+                if _is_stale(getattr(obj, access.field)):
+                    setattr(obj, access.field, _now())
+                    self.hot().filter(pk=obj.pk).update(**{access.field: getattr(obj, access.field)})
+                return obj
         self._record_access(obj)
         return obj
+
+    def update_or_create(self, defaults: Any = None, create_defaults: Any = None, **kwargs: Any) -> tuple[Any, bool]:
+        """Update the row in the tier that holds it; create new rows in hot."""
+        if not self.is_tiered:
+            return super().update_or_create(defaults=defaults, create_defaults=create_defaults, **kwargs)
+        hot, cold = self._tiers()
+        tier = cold if not hot.filter(**kwargs).exists() and cold.filter(**kwargs).exists() else hot
+        return tier.update_or_create(defaults=defaults, create_defaults=create_defaults, **kwargs)
+
+    update_or_create.alters_data = True
 
     def _record_access(self, obj: Any) -> None:
         tiered = registry.get(self.model)
@@ -152,18 +198,31 @@ class TieredQuerySet(QuerySet):
     def iterator(self, chunk_size: int | None = None) -> Iterator[Any]:
         if not self.is_tiered:
             return super().iterator(chunk_size=chunk_size)
-        return self._merged(chunk_size=chunk_size or tiering_settings.READ_CHUNK_SIZE)
+        chunk_size = chunk_size or tiering_settings.READ_CHUNK_SIZE
+        rows = self._merged(chunk_size=chunk_size)
+        if not self._prefetch_related_lookups:
+            return rows
+        return self._prefetched_chunks(rows, chunk_size)
+
+    def _prefetched_chunks(self, rows: Iterator[Any], chunk_size: int) -> Iterator[Any]:
+        """iterator() with prefetch_related(): prefetch chunk by chunk, as Django does."""
+        while chunk := list(islice(rows, chunk_size)):
+            self._prefetch_tier_by_tier(chunk)
+            yield from chunk
 
     def _prefetch_related_objects(self) -> None:
         if not self.is_tiered:
             return super()._prefetch_related_objects()
-        # Related rows live in the tier of their parent: prefetch tier by tier.
+        self._prefetch_tier_by_tier(self._result_cache)
+        self._prefetch_done = True
+
+    def _prefetch_tier_by_tier(self, objs: list[Any]) -> None:
+        """Related rows live in the tier of their parent: prefetch tier by tier."""
         def tier_of(obj: Any) -> str:
             return obj._state.db or ""
 
-        for _db, group in groupby(sorted(self._result_cache, key=tier_of), key=tier_of):
+        for _db, group in groupby(sorted(objs, key=tier_of), key=tier_of):
             prefetch_related_objects(list(group), *self._prefetch_related_lookups)
-        self._prefetch_done = True
 
     # ------------------------------------------------------------ aggregates
     def count(self) -> int:
@@ -171,6 +230,7 @@ class TieredQuerySet(QuerySet):
             return super().count()
         if self._result_cache is not None:
             return len(self._result_cache)
+        self._refuse_unmergeable()
         if self.query.distinct or self.query.is_sliced:
             return sum(1 for _ in self._merged())
         return sum(tier.count() for tier in self._tiers())
@@ -180,6 +240,7 @@ class TieredQuerySet(QuerySet):
             return super().exists()
         if self._result_cache is not None:
             return bool(self._result_cache)
+        self._refuse_unmergeable()
         if self.query.is_sliced:
             return next(iter(self._merged()), None) is not None
         return any(tier.exists() for tier in self._tiers())
@@ -187,6 +248,7 @@ class TieredQuerySet(QuerySet):
     def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if not self.is_tiered:
             return super().aggregate(*args, **kwargs)
+        self._refuse_unmergeable()
         if self.query.is_sliced or self.query.distinct:
             raise TieringQueryError(
                 "aggregate() of a sliced or distinct queryset cannot be combined across tiers; "
@@ -200,14 +262,17 @@ class TieredQuerySet(QuerySet):
         per_tier: dict[str, Any] = {}
         plan: dict[str, tuple[str, list[str]]] = {}
         for alias, agg in kwargs.items():
-            if isinstance(agg, Count) and agg.distinct:
-                raise TieringQueryError(f"Count(distinct=True) ({alias}) cannot be combined across tiers.")
             kind = type(agg)
+            if getattr(agg, "distinct", False) and kind not in (Min, Max):
+                raise TieringQueryError(
+                    f"{kind.__name__}(distinct=True) ({alias}) cannot be combined across tiers: a value "
+                    "present in both tiers would count twice."
+                )
             if kind in (Count, Sum, Min, Max):
                 per_tier[alias] = agg
                 plan[alias] = (kind.__name__, [alias])
             elif kind is Avg:
-                source = agg.get_source_expressions()
+                source = agg.source_expressions  # without the filter
                 per_tier[f"{alias}__sum"] = Sum(*source, filter=agg.filter)
                 per_tier[f"{alias}__count"] = Count(*source, filter=agg.filter)
                 plan[alias] = ("Avg", [f"{alias}__sum", f"{alias}__count"])
@@ -222,6 +287,7 @@ class TieredQuerySet(QuerySet):
     def update(self, **kwargs: Any) -> int:
         if not self.is_tiered:
             return super().update(**kwargs)
+        self._refuse_unmergeable()
         return sum(tier.update(**kwargs) for tier in self._tiers())
 
     update.alters_data = True
@@ -229,6 +295,7 @@ class TieredQuerySet(QuerySet):
     def delete(self) -> tuple[int, dict[str, int]]:
         if not self.is_tiered:
             return super().delete()
+        self._refuse_unmergeable()
         total, per_model = 0, {}
         for tier in self._tiers():
             deleted, counts = tier.delete()
@@ -243,12 +310,13 @@ class TieredQuerySet(QuerySet):
     # ---------------------------------------------------------------- merging
     def _merged(self, chunk_size: int | None = None) -> Iterator[Any]:
         """Rows of both tiers as one sequence in the queryset's order."""
-        self._refuse_cross_tier_joins()
+        self._refuse_unmergeable()
         low, high = self.query.low_mark, self.query.high_mark
         base = self._chain()
         base.query.clear_limits()
+        base._prefetch_related_lookups = ()  # the caller prefetches tier by tier
         if not base.ordered:
-            return self._concatenated(base, low, high)
+            return self._concatenated(base, low, high, chunk_size)
         sort = base._sort_fields()
         hot, cold = (tier._ordered_by(sort) for tier in base._tiers())
         distinct = bool(self.query.distinct)
@@ -256,10 +324,19 @@ class TieredQuerySet(QuerySet):
             return iter(_Page(sort, hot, cold, low, high).rows())
         return _merge_streams(sort, hot, cold, low, high, chunk_size or tiering_settings.READ_CHUNK_SIZE, distinct)
 
-    def _concatenated(self, base: "TieredQuerySet", low: int, high: int | None) -> Iterator[Any]:
+    def _concatenated(
+        self, base: "TieredQuerySet", low: int, high: int | None, chunk_size: int | None
+    ) -> Iterator[Any]:
         """Unordered: hot rows, then cold rows, with the slice pushed down."""
         hot, cold = base._tiers()
-        hot_rows = list(hot[low:high]) if high is not None else list(hot[low:])
+        if high is None and not low and not base.query.distinct:
+            # Streaming, e.g. iterator() over a whole table: never hold a tier in memory.
+            size = chunk_size or tiering_settings.READ_CHUNK_SIZE
+            return chain(hot.iterator(chunk_size=size), cold.iterator(chunk_size=size))
+        if base.query.distinct:
+            rows = _unique(chain(hot.iterator(), cold.iterator()))
+            return islice(rows, low, high)
+        hot_rows = list(hot[low:high])
         if high is not None and len(hot_rows) == high - low:
             return iter(hot_rows)
         hot_total = low + len(hot_rows) if hot_rows or low == 0 else hot.count()
@@ -300,7 +377,8 @@ class TieredQuerySet(QuerySet):
                 nulls_first = nulls_largest == descending
             fields.append(SortField(field.attname, descending, nulls_first, field.null))
         if not any(f.name == opts.pk.attname for f in fields):
-            fields.append(SortField(opts.pk.attname, False, False, False))
+            # The tie-breaker turns with reverse(), so qs.reverse() is exactly qs backwards.
+            fields.append(SortField(opts.pk.attname, not self.query.standard_ordering, False, False))
         return fields
 
     def _ordered_by(self, sort: list[SortField]) -> "TieredQuerySet":
@@ -309,20 +387,74 @@ class TieredQuerySet(QuerySet):
         clone.query.clear_ordering(force=True)
         return clone.order_by(*(f.order_by() for f in sort))
 
+    def _refuse_unmergeable(self) -> None:
+        """Refuse queries whose per-tier answers cannot be combined into the right one."""
+        query = self.query
+        if query.combinator:
+            raise TieringQueryError(
+                f"{query.combinator}() of tiered querysets cannot be merged; combine .hot() or .cold() querysets."
+            )
+        if query.group_by is not None:
+            raise TieringQueryError(
+                "Grouped annotations (values().annotate(Count(...))) would give one group per tier; "
+                "aggregate() the tiers, or read one tier with .hot()/.cold()."
+            )
+        if query.distinct_fields:
+            raise TieringQueryError("distinct(*fields) cannot be merged across tiers.")
+        self._refuse_cross_tier_joins()
+
     def _refuse_cross_tier_joins(self) -> None:
         """A join to another tiered model would miss rows whose partner is in the other tier."""
         tiered = registry.get(self.model)
         allowed = {self.model._meta.db_table} | {c.model._meta.db_table for c in tiered.children}
-        for join in self.query.alias_map.values():
-            if join.table_name in allowed:
-                continue
+        tables = {join.table_name for join in self.query.alias_map.values()}
+        tables |= _select_related_tables(self.model, self.query.select_related)
+        for table in tables - allowed:
             for candidate in registry:
-                if candidate.model._meta.db_table == join.table_name:
+                if candidate.model._meta.db_table == table:
                     raise TieringQueryError(
                         f"This query joins {candidate.label}, which is tiered on its own: rows whose "
                         f"{candidate.label} is in the other tier would be missed. Filter on the key "
-                        "(e.g. customer_id__in=...) or read one tier with .hot()/.cold()."
+                        "(e.g. customer_id__in=...), use prefetch_related(), or read one tier with "
+                        ".hot()/.cold()."
                     )
+
+
+def _select_related_tables(model: Any, select_related: Any) -> set[str]:
+    """Tables that select_related() will join (they are not in alias_map until compiled)."""
+    if not select_related:
+        return set()
+    tables: set[str] = set()
+    if select_related is True:
+        for field in model._meta.concrete_fields:
+            if field.is_relation and not field.null:
+                tables.add(field.related_model._meta.db_table)
+        return tables
+    for name, nested in select_related.items():
+        try:
+            field = model._meta.get_field(name)
+        except Exception:
+            continue
+        related = field.related_model
+        if related is None:
+            continue
+        tables.add(related._meta.db_table)
+        if isinstance(nested, dict):
+            tables |= _select_related_tables(related, nested)
+    return tables
+
+
+def _now() -> Any:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def _is_stale(value: Any) -> bool:
+    """Is a last-access value older than TOUCH_INTERVAL (so worth a write)?"""
+    from datetime import timedelta
+
+    return value is None or _now() - value >= timedelta(seconds=tiering_settings.TOUCH_INTERVAL)
 
 
 def _parse_ordering(item: Any) -> tuple[str, bool, bool | None]:
@@ -369,11 +501,15 @@ class _Rows:
         self.kind = qs._iterable_class
         self.qs = qs
         self.hidden = 0
-        if self.kind is not ModelIterable:
+        if self.kind is ModelIterable:
+            self.qs = _load_sort_fields(qs, sort)
+        else:
             self.qs = qs.annotate(**{f"{_HIDDEN}{i}": F(f.name) for i, f in enumerate(sort)})
             self.hidden = len(sort)
             if self.kind in (FlatValuesListIterable, NamedValuesListIterable):
-                self.names = [*qs.query.extra_select, *qs.query.values_select, *qs.query.annotation_select]
+                self.names = list(qs._fields) or [
+                    *qs.query.extra_select, *qs.query.values_select, *qs.query.annotation_select
+                ]
                 self.qs._iterable_class = ValuesListIterable
         if self.kind is NamedValuesListIterable:
             self.row_class = namedtuple("Row", self.names, rename=True)
@@ -411,6 +547,18 @@ class _Rows:
         row = qs.values_list(*(f.name for f in self.sort))[offset : offset + 1]
         row = list(row)
         return tuple(f.key(v) for f, v in zip(self.sort, row[0])) if row else None
+
+
+def _load_sort_fields(qs: TieredQuerySet, sort: list[SortField]) -> TieredQuerySet:
+    """Undo only()/defer() for the sort fields: reading a deferred key costs a query per row."""
+    names, defer = qs.query.deferred_loading
+    if defer and not names:
+        return qs
+    opts = qs.model._meta
+    sort_names = {opts.get_field(f.name).name for f in sort}
+    qs = qs._chain()
+    qs.query.deferred_loading = (frozenset(names) - sort_names, True) if defer else (frozenset(names) | sort_names, False)
+    return qs
 
 
 class _Page:
@@ -456,10 +604,13 @@ class _Page:
     def _split_at(self, low: int) -> tuple[int, int]:
         """How many of the first ``low`` merged rows come from each tier (keys only)."""
         names = [f.name for f in self.sort]
-        streams = [
-            ((tuple(f.key(v) for f, v in zip(self.sort, row)), i) for row in t.qs.values_list(*names)[:low].iterator(chunk_size=5000))
-            for i, t in enumerate(self.tiers)
-        ]
+
+        def tagged(tier: _Rows, i: int) -> Iterator[tuple[tuple, int]]:
+            # A function, not a nested generator expression: each stream keeps its own ``i``.
+            for row in tier.qs.values_list(*names)[:low].iterator(chunk_size=5000):
+                yield tuple(f.key(v) for f, v in zip(self.sort, row)), i
+
+        streams = [tagged(t, i) for i, t in enumerate(self.tiers)]
         counts = [0, 0]
         previous = None
         taken = 0
