@@ -27,10 +27,10 @@ from .analysis import ModelFigures, analyze, human_bytes
 from .conf import tiering_settings
 from .models import Direction, MigrationRun
 from .registry import TieredModel, registry
+from .schedule import ARCHIVE_TASK
 
 VIEW_PERMISSION = "tiering.view_migrationrun"
 MOVE_PERMISSION = "tiering.move_data"
-ARCHIVE_TASK = "tiering.tasks.archive_model"
 CHART_DAYS = 14
 RECENT_RUNS = 20
 
