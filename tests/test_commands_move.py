@@ -407,3 +407,15 @@ def test_failed_run_exits_non_zero(tiers, cold_refuses_orders):
     run = MigrationRun.objects.using(tiers.hot).get()
     assert f"run {run.pk} failed" in done.stderr
     assert len(rows(Order, tiers.hot)) == 7
+
+
+def test_lock_held_by_live_run_is_command_error_and_changes_nothing(tiers):
+    seed(old=5, new=2)
+    holder = MigrationRun.objects.using(tiers.hot).create(model_label="orders.Order", direction="to_cold",
+                                                            owner=f"elsewhere:{os.getpid()}")
+    TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=holder, owner=f"elsewhere:{os.getpid()}")
+    before = snapshot(tiers)
+    with pytest.raises(CommandError, match=f"already being moved .* by run {holder.pk}") as excinfo:
+        run_command("migrate_cold", "--model", "orders.Order", "--no-input")
+    assert "\n" not in str(excinfo.value).strip()
+    assert snapshot(tiers) == before

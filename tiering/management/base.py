@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from typing import Any, Iterable
 
+from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
+from django.utils import timezone
 
 from tiering.conf import tiering_settings
-from tiering.models import Direction, MigrationRun, RunState
+from tiering.models import Direction, MigrationRun, RunState, TierLock
 from tiering.registry import TieredModel, registry
 
 ARROWS = {Direction.TO_COLD: "hot → cold", Direction.TO_HOT: "cold → hot"}
@@ -111,7 +114,7 @@ def _convert(field: Any, lookup: str, raw: str) -> Any:
             raise ValidationError(f"isnull expects true or false, not {raw!r}")
         return lowered in {"true", "1", "yes"}
     if lookup in {"in", "range"}:
-        items = [field.to_python(item.strip()) for item in raw.split(",")]
+        items = [_field_value(field, item.strip()) for item in raw.split(",")]
         if lookup == "range" and len(items) != 2:
             raise ValidationError("range expects two comma-separated values")
         return items
@@ -121,7 +124,14 @@ def _convert(field: Any, lookup: str, raw: str) -> Any:
     if lookup in {"contains", "icontains", "startswith", "istartswith", "endswith", "iendswith", "regex",
                   "iregex"}:
         return raw
-    return field.to_python(raw)
+    return _field_value(field, raw)
+
+
+def _field_value(field: Any, raw: str) -> Any:
+    value = field.to_python(raw)
+    if isinstance(value, datetime) and settings.USE_TZ and timezone.is_naive(value):
+        value = timezone.make_aware(value)  # a bare date or local time means the current time zone
+    return value
 
 
 def parse_filters(tiered: TieredModel, expressions: Iterable[str]) -> Q:
@@ -204,6 +214,23 @@ def check_aliases(models: Iterable[TieredModel]) -> None:
                 f"The {role} database (alias {alias!r}) lacks table(s) {', '.join(missing)}: "
                 f"run 'manage.py migrate --database={alias}'"
             )
+
+
+def check_lock(tiered: TieredModel, direction: str) -> None:
+    """CommandError if a live run holds the model+direction lock, before anything is written.
+
+    ``mover.move()`` raises ``LockHeld`` too, but only after recording a refused
+    run in the ledger; checking first keeps a refused command side-effect free.
+    """
+    from tiering import mover
+
+    lock = TierLock.objects.using(tiering_settings.HOT).filter(name=f"{tiered.label}:{direction}").first()
+    if lock is None:
+        return
+    age = (timezone.now() - lock.heartbeat_at).total_seconds()
+    if not mover._is_stale(lock, age):
+        raise CommandError(f"{tiered.label} is already being moved {ARROWS[direction]} by run {lock.run_id} "
+                           f"({lock.owner}, heartbeat {age:.0f}s ago); wait for it to finish")
 
 
 # --- the command base -------------------------------------------------------------------------

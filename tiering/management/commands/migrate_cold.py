@@ -5,7 +5,7 @@ import time
 
 from django.core.management.base import CommandError
 
-from tiering.management.base import MoveCommand, check_aliases, resolve_models
+from tiering.management.base import MoveCommand, check_aliases, check_lock, resolve_models
 from tiering.models import Direction, RunState
 
 
@@ -37,6 +37,8 @@ class Command(MoveCommand):
             self.show_plans(plans)
             self.log("Dry run: nothing moved.")
             return
+        for tiered in models:
+            check_lock(tiered, self.direction)
         if not self.confirm(options, plans):
             raise CommandError("Cancelled: nothing moved.")
         deadline = time.monotonic() + options["max_runtime"] if options["max_runtime"] else None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from tiering.management.base import MoveCommand, check_aliases, parse_filters, parse_pks, resolve_models
+from tiering.management.base import MoveCommand, check_aliases, check_lock, parse_filters, parse_pks, resolve_models
 from tiering.models import Direction, RunState
 
 
@@ -11,7 +11,10 @@ class Command(MoveCommand):
     help = (
         "Move rows of one tiered model (with their child rows) from the cold back to the hot "
         "database: by primary key, by filter, or all of them. Copy, verify, then delete, in short "
-        "batches. RESTORE_MARK_HELP"
+        "batches. Restored rows are kept from going straight back: the next migrate_cold skips them "
+        "because a policy's access field (e.g. last_seen, last_accessed) is set to now, and a time "
+        "policy's rows get a restore hold (RestoredRow) for the policy's age threshold (90 days for "
+        "orders.Order)."
     )
     direction = Direction.TO_HOT
 
@@ -47,6 +50,7 @@ class Command(MoveCommand):
             self.show_plans([(tiered, plan)])
             self.log("Dry run: nothing moved.")
             return
+        check_lock(tiered, self.direction)
         if not self.confirm(options, [(tiered, plan)]):
             raise CommandError("Cancelled: nothing moved.")
         run = self.run_move(tiered, options, plan.rows, **selection)
