@@ -17,6 +17,7 @@ callback ``finish_parallel`` closes the run once every slice has ended.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from typing import Any
 
@@ -215,15 +216,13 @@ def analyse(self, labels: list[str] | None = None, detail: bool = True) -> dict[
 
 # --- scale-out: key ranges over several workers --------------------------------------------------
 
-def split_key_range(tiered: TieredModel, workers: int, now=None) -> list[tuple[int, int]]:
-    """``workers`` half-open ranges [low, high) of primary keys holding about equal numbers of
-    eligible hot rows (boundaries read once, at equal row offsets; integer keys only)."""
-    model = tiered.model
-    if not isinstance(model._meta.pk, (db_models.AutoField, db_models.BigAutoField, db_models.IntegerField)):
-        raise ValueError(f"{tiered.label}: parallel archiving splits integer primary keys only")
+def split_key_range(tiered: TieredModel, workers: int, now=None) -> list[tuple[Any, Any]]:
+    """Up to ``workers`` half-open key ranges [low, high) holding about equal numbers of the
+    eligible hot rows. Boundaries are keys read once at equal row offsets; the first range is
+    open below and the last open above, so together they cover every key exactly once."""
     now = now or timezone.now()
     eligible = (
-        db_models.QuerySet(model, using=tiering_settings.HOT)
+        db_models.QuerySet(tiered.model, using=tiering_settings.HOT)
         .filter(tiered.policy.cold_q(now))
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -232,11 +231,8 @@ def split_key_range(tiered: TieredModel, workers: int, now=None) -> list[tuple[i
     if total == 0:
         return []
     workers = max(1, min(workers, total))
-    bounds = [eligible.first()]
-    for i in range(1, workers):
-        bounds.append(eligible[total * i // workers])
-    bounds.append(eligible.last() + 1)
-    bounds = sorted(set(bounds))
+    inner = sorted({eligible[total * i // workers] for i in range(1, workers)})
+    bounds = [None, *inner, None]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
@@ -249,13 +245,20 @@ def archive_model_parallel(self, label: str, workers: int = 2, batch_size: int |
     tiered = registry.by_label(label)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
-    now = timezone.now()
-    ranges = split_key_range(tiered, workers, now)
-    try:
-        run = mover.start_run(tiered, Direction.TO_COLD, trigger="task",
-                              selection={"workers": workers, "ranges": ranges}, now=now)
+    started = timezone.now()
+    try:  # lock first, then split: the run holds the model's lock while its ranges run
+        run = mover.start_run(tiered, Direction.TO_COLD, trigger="task", selection={"workers": workers})
     except mover.LockHeld as exc:
         return _locked(self, tiered, Direction.TO_COLD, exc)
+    except Exception as exc:
+        self.retry_or_raise(exc, f"{self.name} {label}", _failed_run_id(exc, tiered, Direction.TO_COLD, started))
+    try:
+        ranges = split_key_range(tiered, workers, run.cutoff)
+        run.selection = {**run.selection, "ranges": ranges}
+        run.save(using=tiering_settings.HOT, update_fields=["selection"])
+    except Exception as exc:
+        mover.finish_run(run, RunState.FAILED, f"{type(exc).__name__}: {exc}")
+        self.retry_or_raise(exc, f"{self.name} {label}", run.pk)
     if not ranges:
         run = mover.finish_run(run)
         return {**summary(run), "ranges": []}
@@ -267,7 +270,7 @@ def archive_model_parallel(self, label: str, workers: int = 2, batch_size: int |
 
 
 @shared_task(bind=True, base=TieringTask, name="tiering.archive_range")
-def archive_range(self, label: str, low: int, high: int, run_id: int, batch_size: int | None = None,
+def archive_range(self, label: str, low: Any, high: Any, run_id: int, batch_size: int | None = None,
                   max_runtime: float | None = None) -> dict[str, Any]:
     """Archive the eligible rows with low <= pk < high into the shared run ``run_id``.
 
@@ -276,14 +279,14 @@ def archive_range(self, label: str, low: int, high: int, run_id: int, batch_size
     """
     from . import mover
 
-    tiered = registry.by_label(label)
-    run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
-    part = {"low": low, "high": high, "worker": self.request.hostname}
+    part = {"low": low, "high": high, "worker": f"{self.request.hostname}/{os.getpid()}"}
     try:
+        tiered = registry.by_label(label)
+        run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
         mover.move(tiered, Direction.TO_COLD, key_range=(low, high), run=run, trigger="task",
-                   batch_size=batch_size, max_runtime=max_runtime, now=run.cutoff)
-    except mover.LockHeld as exc:
-        return {**part, **_locked(self, tiered, Direction.TO_COLD, exc)}
+                   batch_size=batch_size, max_runtime=max_runtime)
+    except mover.LockHeld as exc:  # another run holds the model: this range is not ours to move
+        return {**part, **_locked(self, registry.by_label(label), Direction.TO_COLD, exc)}
     except Exception as exc:
         if is_transient(exc) and self.request.retries < self.max_retries:
             MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run_id).update(retries=F("retries") + 1)
