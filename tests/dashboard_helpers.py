@@ -22,7 +22,8 @@ def make_user(username: str, *, staff: bool = True, perms: tuple[str, ...] = ())
 
 VIEWER_PERMS = ("tiering.view_migrationrun",)
 MOVER_PERMS = ("tiering.view_migrationrun", "tiering.move_data")
-ADMIN_ORDER_PERMS = ("orders.view_order", "orders.change_order", "accounts.view_customer", "accounts.change_customer")
+ADMIN_ORDER_PERMS = ("orders.view_order", "orders.change_order", "orders.view_orderline", "orders.change_orderline",
+                     "accounts.view_customer", "accounts.change_customer")
 
 
 def count(alias: str, table: str, where: str = "", params: list | None = None) -> int:
