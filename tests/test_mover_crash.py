@@ -1,0 +1,85 @@
+"""Crash safety: SIGKILL the mover at random instants and named steps, rerun, and check
+that every row is in exactly one tier with its content unchanged."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orders.models import Order
+from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
+from tiering import mover
+from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState, TierLock
+from tiering.registry import registry
+
+pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = Path(__file__).resolve().parent / "mover_crash_driver.py"
+ORDERS = 200_000
+ROUNDS = 22
+STEPS = ["after_copy", "after_verify", "mid_delete", "after_delete_before_ledger"]
+
+
+def start_driver(tiers, crash_at: str | None, batch_size: int) -> subprocess.Popen:
+    env = os.environ.copy()
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", HOTCOLD_TEST_SUBPROCESS="1")
+    env.pop("HOTCOLD_TEST_CRASH_AT", None)
+    if crash_at:
+        env["HOTCOLD_TEST_CRASH_AT"] = crash_at
+    return subprocess.Popen([sys.executable, str(DRIVER), tiers.hot, tiers.cold, str(batch_size)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_at_random_instants_then_rerun(tiers):
+    rng = random.Random(5)
+    t0 = time.monotonic()
+    seed_orders(tiers.hot, ORDERS, lines=1)
+    seeded = time.monotonic() - t0
+    before = content(snapshot(tiers.hot, tiers.cold))
+    assert len(before["orders_order"]) == ORDERS
+    kills, moved = 0, []
+    for round_no in range(ROUNDS):
+        # half the rounds die at a named step, the others at a random instant
+        named = round_no % 2 == 0
+        crash_at = f"{rng.choice(STEPS)}:{rng.randint(1, 4)}" if named else None
+        proc = start_driver(tiers, crash_at, batch_size=rng.choice([300, 1000, 2000]))
+        if named:
+            proc.wait(timeout=120)
+        else:
+            time.sleep(rng.uniform(1.0, 3.0))  # Django start-up takes ~1 s
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        out, err = proc.communicate()
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+        else:
+            assert proc.returncode == 0, f"round {round_no}: driver failed:\n{out}\n{err[-3000:]}"
+        # the next run repairs first: limit=0 repairs and stops before the first batch
+        repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0, trigger="crash-test-repair")
+        assert repair.state == RunState.STOPPED
+        snap = snapshot(tiers.hot, tiers.cold)  # asserts no row in both tiers
+        assert content(snap) == before, f"round {round_no} ({crash_at or 'timed kill'}): content changed"
+        moved.append(sum(1 for tier, _ in snap["orders_order"].values() if tier == "cold"))
+    assert kills >= 20
+    assert 0 < moved[-1] < ORDERS, f"the kills should land mid-way: orders in cold per round {moved}"
+    proc = start_driver(tiers, None, batch_size=2000)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, f"final run failed:\n{out}\n{err[-3000:]}"
+    snap = snapshot(tiers.hot, tiers.cold)
+    assert content(snap) == before
+    assert {tier for rows in snap.values() for tier, _ in rows.values()} == {"cold"}
+    assert_lines_follow_orders(tiers.hot, tiers.cold)
+    assert not MigrationBatch.objects.using(tiers.hot).filter(
+        state__in=[BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED]).exists()
+    assert not MigrationRun.objects.using(tiers.hot).filter(state=RunState.RUNNING).exists()
+    assert not TierLock.objects.using(tiers.hot).exists()
+    assert Order.objects.cold().count() == ORDERS
+    print(f"\n[crash] {tiers.backend}: seeded {ORDERS} orders + lines in {seeded:.1f}s, {kills} kills, "
+          f"total {time.monotonic() - t0:.0f}s; orders in cold after each round: {moved}")
