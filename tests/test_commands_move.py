@@ -6,12 +6,15 @@ behaviour is checked on a real ``python -m django`` subprocess.
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -99,6 +102,7 @@ def manage(tiers, *args: str, stdin=subprocess.DEVNULL, timeout: float = 120) ->
 def manage_on_tty(tiers, *args: str, answer: str, timeout: float = 120) -> tuple[int, str]:
     """Run a command with a pseudo-terminal as stdin/stdout/stderr; answer its prompt."""
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120x40 terminal
     proc = subprocess.Popen([sys.executable, "-m", "django", *args], cwd=ROOT, env=subprocess_env(tiers),
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
@@ -347,7 +351,8 @@ def test_no_tty_with_no_input_moves_and_logs_plain_lines(tiers):
     done = manage(tiers, "migrate_cold", "--model", "orders.Order", "--no-input", "-v", "2", "--batch-size", "2")
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stdout  # no progress bar off a terminal
-    assert "rows in" in done.stdout and "rows/s" in done.stdout
+    assert "orders.Order: 2/6 rows in 1 batches" in done.stdout  # a plain line per batch at -v 2
+    assert "rows/s" in done.stdout and "%|" not in done.stdout
     assert len(tier_of_orders(tiers)[1]) == 6
 
 
@@ -357,7 +362,10 @@ def test_tty_confirmation_yes_moves_with_progress_bar(tiers):
                                  answer="yes")
     assert code == 0, output
     assert "6 rows" in output  # the plan shown before the question
-    assert "rows/s" in output and "run " in output
+    assert "%|" in output and " rows/s" in output  # the tqdm bar: percentage, rate, ETA
+    assert "<" in output.split("%|", 1)[1]
+    run = MigrationRun.objects.using(tiers.hot).get()
+    assert f"run {run.pk} (succeeded)" in output  # the summary
     assert len(tier_of_orders(tiers)[1]) == 6
 
 

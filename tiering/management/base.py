@@ -9,6 +9,7 @@ print a summary. The moving itself is ``tiering.mover``'s job.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime
@@ -299,8 +300,15 @@ class MoveCommand(BaseCommand):
         if use_bar:
             from tqdm import tqdm
 
-            bar = tqdm(total=total or None, unit=" rows", unit_scale=True, dynamic_ncols=True,
-                       desc=f"{tiered.label} {ARROWS[self.direction]}", file=getattr(self.stdout, "_out", sys.stdout))
+            out = getattr(self.stdout, "_out", sys.stdout)
+            try:
+                width = os.get_terminal_size(out.fileno()).columns
+            except (AttributeError, OSError, ValueError):
+                width = 0
+            # a terminal that reports no size (a bare pty) would hide the bar: assume 100x24
+            bar = tqdm(total=total or None, unit=" rows", unit_scale=True, dynamic_ncols=bool(width),
+                       ncols=None if width else 100, nrows=None if width else 24,
+                       desc=tiered.label, file=out)
 
         def report(progress: Any) -> None:
             rows = int(progress.rows)
