@@ -92,10 +92,10 @@ class ModelFigures:
             "histograms": [asdict(h) for h in self.histograms],
             "last_run": self.last_run,
             "cost": {
-                "hot_monthly": round(self.hot.monthly_cost, 6),
-                "cold_monthly": round(self.cold.monthly_cost, 6),
-                "total_monthly": round(self.hot.monthly_cost + self.cold.monthly_cost, 6),
-                "saving_monthly": round(self.saving_monthly, 6),
+                "hot_monthly": self.hot.monthly_cost,
+                "cold_monthly": self.cold.monthly_cost,
+                "total_monthly": self.hot.monthly_cost + self.cold.monthly_cost,
+                "saving_monthly": self.saving_monthly,
             },
         }
 
@@ -271,7 +271,7 @@ def report(figures: list[ModelFigures], *, now: datetime | None = None) -> dict[
             "rows": sum(p.rows for p in parts),
             "child_rows": sum(p.child_rows for p in parts),
             "bytes": sum(p.bytes for p in parts),
-            "monthly_cost": round(sum(p.monthly_cost for p in parts), 6),
+            "monthly_cost": sum(p.monthly_cost for p in parts),
         }
 
     return {
@@ -286,7 +286,7 @@ def report(figures: list[ModelFigures], *, now: datetime | None = None) -> dict[
             "cold": total("cold"),
             "backlog_rows": sum(f.backlog_rows or 0 for f in figures),
             "backlog_bytes": sum(f.backlog_bytes or 0 for f in figures),
-            "saving_monthly": round(sum(f.saving_monthly for f in figures), 6),
+            "saving_monthly": sum(f.saving_monthly for f in figures),
         },
     }
 

@@ -13,6 +13,7 @@ from tiering.analysis import analyze_all, human_bytes, report
 from tiering.registry import registry
 
 WIDTH = 100
+SHORT = {"pg_total_relation_size": "pg_total_relation_size", "dbstat": "sqlite dbstat", "page_share": "sqlite page share"}
 
 
 class Command(BaseCommand):
@@ -40,18 +41,20 @@ class Command(BaseCommand):
         self.write_table(document, verbosity)
 
     def write_table(self, doc: dict, verbosity: int) -> None:
-        out = self.stdout.write
+        def out(line: str) -> None:
+            self.stdout.write(_clip(line, WIDTH))
+
         prices = doc["cost_per_gb_month"]
         header = f"{'model / tier':<24}{'rows':>12}{'child rows':>12}{'bytes':>12}{'$/month':>10}  {'notes'}"
         out(header)
         out("-" * WIDTH)
         for m in doc["models"]:
-            out(self.style.MIGRATE_HEADING(_clip(f"{m['model']}  ({m['policy']})", WIDTH)))
+            self.stdout.write(self.style.MIGRATE_HEADING(_clip(f"{m['model']}  ({m['policy']})", WIDTH)))
             for tier in ("hot", "cold"):
                 t = m["tiers"][tier]
                 out(
                     f"  {tier + ' [' + t['alias'] + ']':<22}{t['rows']:>12,}{t['child_rows']:>12,}"
-                    f"{human_bytes(t['bytes']):>12}{t['monthly_cost']:>10.4f}  {t['vendor']}/{t['bytes_method']}"
+                    f"{human_bytes(t['bytes']):>12}{t['monthly_cost']:>10.4f}  {SHORT.get(t['bytes_method'], t['bytes_method'])}"
                 )
             backlog = m["backlog"]
             out(
@@ -66,7 +69,7 @@ class Command(BaseCommand):
                 )
                 if run["error"]:
                     line += f" error: {run['error'].splitlines()[0]}"
-                out(_clip(line, WIDTH))
+                out(line)
             else:
                 out("  last run: never")
             if verbosity >= 1:
