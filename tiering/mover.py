@@ -310,10 +310,17 @@ def _move_batch(ctx: _Move, pks: list) -> MigrationBatch:
     """One batch through copy, verify, delete and ledger."""
     hot = _hot()
     _heartbeat(ctx)
-    seq = (MigrationBatch.objects.using(hot).filter(run=ctx.run).aggregate(m=models.Max("seq"))["m"] or 0) + 1
-    batch = MigrationBatch.objects.using(hot).create(
-        run=ctx.run, seq=seq, state=BatchState.COPYING, pks=[_jsonable(p) for p in pks],
-        key_low=str(pks[0]), key_high=str(pks[-1]))
+    for attempt in range(50):  # parallel range workers of one run race for the next seq
+        seq = (MigrationBatch.objects.using(hot).filter(run=ctx.run).aggregate(m=models.Max("seq"))["m"] or 0) + 1
+        try:
+            with transaction.atomic(using=hot):
+                batch = MigrationBatch.objects.using(hot).create(
+                    run=ctx.run, seq=seq, state=BatchState.COPYING, pks=[_jsonable(p) for p in pks],
+                    key_low=str(pks[0]), key_high=str(pks[-1]))
+            break
+        except IntegrityError:
+            if attempt == 49:
+                raise
     inserted: list = []
     try:
         # 3. copy (idempotent: keys already in the target are not inserted again)
