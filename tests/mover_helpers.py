@@ -48,13 +48,14 @@ def seed_orders(alias: str, n: int, *, lines: int = 1, old: bool = True, start_p
                 cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                f"(SELECT MAX(id) FROM {table}))")
         else:
-            raw = conn.connection
-            with raw:
-                raw.executemany(f"INSERT INTO orders_order ({o_cols}) VALUES (?, ?, ?, ?, ?, ?)",
-                                [(r[0], r[1], r[2].isoformat(sep=" ").replace("+00:00", ""), r[3], str(r[4]), r[5])
-                                 for r in orders])
-                raw.executemany(f"INSERT INTO orders_orderline ({l_cols}) VALUES (?, ?, ?, ?, ?)",
-                                [(*r[:4], str(r[4])) for r in order_lines])
+            raw = conn.connection  # autocommit: one explicit transaction for the whole seed
+            raw.execute("BEGIN")
+            raw.executemany(f"INSERT INTO orders_order ({o_cols}) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(r[0], r[1], r[2].isoformat(sep=" ").replace("+00:00", ""), r[3], str(r[4]), r[5])
+                             for r in orders])
+            raw.executemany(f"INSERT INTO orders_orderline ({l_cols}) VALUES (?, ?, ?, ?, ?)",
+                            [(*r[:4], str(r[4])) for r in order_lines])
+            raw.execute("COMMIT")
 
 
 def _table_hashes(alias: str, model) -> dict:
