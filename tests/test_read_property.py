@@ -3,8 +3,9 @@
 Hypothesis draws orders (ties, NULL notes, unicode), a split of them between
 the tiers and a query. The tiered result is read first; then the cold rows are
 copied into hot, so hot alone holds every row, and the same query read with
-``.hot()`` is the expected answer. Ties are broken by the primary key (the
-documented tie-breaker of the merge), so the oracle orders by ``(..., pk)``.
+``.hot()`` is the expected answer. Ties are broken by the primary key in the
+direction of the first field (the documented tie-breaker of the merge), so the
+oracle orders by ``(..., pk)`` or ``(-field, ..., -pk)``.
 """
 from __future__ import annotations
 
@@ -96,7 +97,9 @@ def ordered(qs, q, oracle: bool):
         return qs.order_by("status") if q["ordering"] else qs
     if q["ordering"]:
         # The oracle spells out the tie-breaker the merge documents.
-        qs = qs.order_by(*q["ordering"], *(["pk"] if oracle and not _has_pk(q) else []))
+        # ... in the direction of the first field (so that its index serves the ORDER BY).
+        tie = "-pk" if q["ordering"][0].startswith("-") else "pk"
+        qs = qs.order_by(*q["ordering"], *([tie] if oracle and not _has_pk(q) else []))
     if q["reverse"]:
         qs = qs.reverse()
     return qs

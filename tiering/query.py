@@ -377,8 +377,11 @@ class TieredQuerySet(QuerySet):
                 nulls_first = nulls_largest == descending
             fields.append(SortField(field.attname, descending, nulls_first, field.null))
         if not any(f.name == opts.pk.attname for f in fields):
-            # The tie-breaker turns with reverse(), so qs.reverse() is exactly qs backwards.
-            fields.append(SortField(opts.pk.attname, not self.query.standard_ordering, False, False))
+            # The pk tie-breaker runs in the direction of the first field, so that an index
+            # on that field (which ends in the row id) serves the whole ORDER BY, and it
+            # turns with reverse(), so qs.reverse() is exactly qs backwards.
+            descending = fields[0].descending if fields else not self.query.standard_ordering
+            fields.append(SortField(opts.pk.attname, descending, False, False))
         return fields
 
     def _ordered_by(self, sort: list[SortField]) -> "TieredQuerySet":
@@ -578,13 +581,26 @@ class _Page:
         low, high = self.low, self.high
         if high <= low:
             return []
+        # Fast path, two queries: read the slice from the tier that came first last time
+        # for this ordering and check it ends before the other tier's first row.
+        memo = (self.tiers[0].qs.model, tuple(self.sort))
+        guess = _FIRST_TIER.get(memo, 0)
+        a, b = self.tiers[guess], self.tiers[1 - guess]
+        page = list(a.qs[low:high])
+        if len(page) == high - low:
+            b_head = b.head_key()
+            if b_head is None or a.key(page[-1]) < b_head:
+                return [a.clean(r) for r in page]
         heads = [t.head_key() for t in self.tiers]
         if heads[1] is None or heads[0] is None:
             only = self.tiers[0] if heads[1] is None else self.tiers[1]
             return [only.clean(r) for r in only.qs[low:high]]
         first, second = (0, 1) if heads[0] <= heads[1] else (1, 0)
-        a, b, b_head = self.tiers[first], self.tiers[second], heads[second]
-        page = list(a.qs[low:high])
+        _FIRST_TIER[memo] = first
+        b_head = heads[second]
+        if first != guess:
+            a, b = self.tiers[first], self.tiers[second]
+            page = list(a.qs[low:high])
         if page and len(page) == high - low and a.key(page[-1]) < b_head:
             return [a.clean(r) for r in page]
         if len(page) < high - low and a.head_key(reverse=True) < b_head:
@@ -624,6 +640,10 @@ class _Page:
             counts[i] += 1
             taken += 1
         return counts[0], counts[1]
+
+
+# (model, sort fields) -> index of the tier whose rows came first last time (0 hot, 1 cold).
+_FIRST_TIER: dict[tuple, int] = {}
 
 
 def _dedupe(merged: Iterator[tuple[tuple, Any]]) -> Iterator[tuple[tuple, Any]]:
