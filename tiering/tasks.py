@@ -82,7 +82,6 @@ def is_transient(exc: BaseException) -> bool:
 class TieringTask(Task):
     """Retries transient errors: countdown = random(0, min(backoff_max, backoff * 2**retries))."""
 
-    abstract = True
     acks_late = True
     max_retries = 8
     retry_backoff = 2
@@ -102,6 +101,13 @@ class TieringTask(Task):
             raise self.retry(exc=exc, countdown=countdown)
         logger.error("%s failed (run %s): %s", what, run_id, _first_line(exc))
         raise exc
+
+
+    def runtime_budget(self, max_runtime: float | None) -> float | None:
+        """Stop between batches before the soft time limit, so a long run ends STOPPED, not killed."""
+        soft = (self.request.timelimit or (None, None))[1] or self.soft_time_limit or self.app.conf.task_soft_time_limit
+        budget = soft * 0.9 if soft else None
+        return min(x for x in (max_runtime, budget) if x is not None) if (max_runtime or budget) else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -180,7 +186,7 @@ def archive_model(self, label: str, limit: int | None = None, batch_size: int | 
     """Move the policy-eligible rows of one model (and their children) from hot to cold."""
     tiered = registry.by_label(label)
     return _move(self, tiered, Direction.TO_COLD, limit=limit, batch_size=batch_size,
-                 max_runtime=max_runtime, sleep=sleep)
+                 max_runtime=self.runtime_budget(max_runtime), sleep=sleep)
 
 
 @shared_task(bind=True, base=TieringTask, name="tiering.restore")
@@ -200,7 +206,7 @@ def restore(self, label: str, pks: list | None = None, filter: list[str] | dict 
 
         where = parse_filters(tiered, filter)
     return _move(self, tiered, Direction.TO_HOT, pks=pks or None, where=where, all_rows=all_rows,
-                 limit=limit, batch_size=batch_size)
+                 limit=limit, batch_size=batch_size, max_runtime=self.runtime_budget(None))
 
 
 @shared_task(bind=True, base=TieringTask, name="tiering.analyse")
@@ -284,7 +290,7 @@ def archive_range(self, label: str, low: Any, high: Any, run_id: int, batch_size
         tiered = registry.by_label(label)
         run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
         mover.move(tiered, Direction.TO_COLD, key_range=(low, high), run=run, trigger="task",
-                   batch_size=batch_size, max_runtime=max_runtime)
+                   batch_size=batch_size, max_runtime=self.runtime_budget(max_runtime))
     except mover.LockHeld as exc:  # another run holds the model: this range is not ours to move
         return {**part, **_locked(self, registry.by_label(label), Direction.TO_COLD, exc)}
     except Exception as exc:
