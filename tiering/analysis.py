@@ -233,7 +233,8 @@ def backlog_rows(tiered: TieredModel, now: datetime) -> int:
     return tiered.model._base_manager.using(tiering_settings.HOT).filter(tiered.policy.cold_q(now)).count()
 
 
-def analyze(tiered: TieredModel, *, now: datetime | None = None, detail: bool = True) -> ModelFigures:
+def analyze(tiered: TieredModel, *, now: datetime | None = None, detail: bool = True,
+            histograms: bool = True) -> ModelFigures:
     """All figures of one model; ``detail=False`` skips backlog, histograms and last run."""
     now = now or timezone.now()
     hot, cold = tier_figures(tiered, "hot"), tier_figures(tiered, "cold")
@@ -245,10 +246,12 @@ def analyze(tiered: TieredModel, *, now: datetime | None = None, detail: bool = 
         saving_monthly=cold.bytes / GB * (price("hot") - price("cold")),
     )
     if detail:
-        figures.backlog_rows = backlog_rows(tiered, now)
-        per_row = hot.bytes / hot.rows if hot.rows else 0
-        figures.backlog_bytes = int(figures.backlog_rows * per_row)
-        figures.histograms = [histogram(tiered, name, now) for name in tiered.policy.fields]
+        if tiered.policy is not None:  # a model without a policy is reported by the system checks
+            figures.backlog_rows = backlog_rows(tiered, now)
+            per_row = hot.bytes / hot.rows if hot.rows else 0
+            figures.backlog_bytes = int(figures.backlog_rows * per_row)
+            if histograms:
+                figures.histograms = [histogram(tiered, name, now) for name in tiered.policy.fields]
         run = last_run(tiered.label)
         figures.last_run = run_summary(run) if run else None
     return figures

@@ -65,7 +65,7 @@ def _tiered_or_404(label: str) -> TieredModel:
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     schedules = next_runs(now)
-    cards = [card(analyze(tiered, now=now), schedules.get(tiered.label.lower())) for tiered in registry]
+    cards = [card(analyze(tiered, now=now, histograms=False), schedules.get(tiered.label.lower())) for tiered in registry]
     runs = list(MigrationRun.objects.using(tiering_settings.HOT).order_by("-started_at", "-id")[:RECENT_RUNS])
     context = {
         "cards": cards,
@@ -114,8 +114,8 @@ def run_now(request: HttpRequest, label: str) -> HttpResponse:
             return redirect("tiering:dashboard")
         except mover.MoveError as exc:
             messages.error(request, f"The run failed: {exc}")
-            failed = MigrationRun.objects.using(tiering_settings.HOT).filter(model_label=tiered.label).first()
-            return redirect("tiering:run", failed.pk) if failed else redirect("tiering:dashboard")
+            failed = getattr(exc, "run", None)
+            return redirect("tiering:run", failed.pk) if failed is not None else redirect("tiering:dashboard")
         messages.success(request, f"Run #{run.pk} of {tiered.label}: {run.get_state_display()}, {run.rows} rows moved.")
         return redirect("tiering:run", run.pk)
     from .tasks import archive_model
