@@ -182,3 +182,17 @@ def test_ledger_admin_is_read_only_and_filterable(seeded):
     before = MigrationRun.objects.count()
     client.post(reverse("admin:tiering_migrationrun_delete", args=[run.pk]), {"post": "yes"})
     assert MigrationRun.objects.count() == before
+
+
+def test_select_across_with_tier_filter(seeded):
+    """"Select all 60" on the cold-filtered list restores every cold row, no more."""
+    client = client_for("mover", ADMIN_ORDER_PERMS + MOVER_PERMS)
+    url = reverse(CHANGELIST) + "?tier=cold"
+    form = {"action": "restore_to_hot", ACTION_CHECKBOX_NAME: ["171"], "select_across": "1", "index": 0}
+    page = client.post(url, form)
+    assert '<strong class="selected-count">60</strong>' in page.content.decode()
+    assert MigrationRun.objects.count() == 0
+    client.post(url, {"action": "restore_to_hot", ACTION_CHECKBOX_NAME: ["171"], "select_across": "1", "confirm": "yes"})
+    run = MigrationRun.objects.get()
+    assert run.rows == 60
+    assert order_counts(seeded) == {"hot": 230, "cold": 0, "hot_lines": 230, "cold_lines": 0}

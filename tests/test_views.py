@@ -219,3 +219,18 @@ def test_run_now_enqueues_the_celery_task(seeded, settings):
     assert json.loads(__import__("base64").b64decode(messages[0]["body"]))[0] == ["orders.Order"]
     assert order_counts(seeded) == before  # a worker would move them; the web request did not
     assert Order.objects.hot().count() == 40
+
+
+def test_failed_runs_show_their_error(seeded):
+    from django.utils import timezone
+
+    failed = MigrationRun.objects.create(
+        model_label="orders.Order", direction=Direction.TO_COLD, state=RunState.FAILED, trigger="task",
+        finished_at=timezone.now(), error="OperationalError: the cold database is away\ntraceback...",
+    )
+    client = login("viewer", perms=VIEWER_PERMS)
+    html = client.get(reverse("tiering:dashboard")).content.decode()
+    assert '<tr class="state-failed">' in html
+    assert "OperationalError: the cold database is away" in html
+    page = client.get(reverse("tiering:run", args=[failed.pk])).content.decode()
+    assert "the cold database is away" in page and "No batches." in page
