@@ -5,15 +5,19 @@ settings that work but cost speed.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import timedelta
+
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from .conf import tiering_settings
-from .policies import Policy
+from .policies import HybridPolicy, Policy
 from .query import TieredManager, TieredQuerySet
-from .registry import registry
+from .registry import TieredModel
+from .registry import registry as global_registry
 
 
 @checks.register(checks.Tags.database, checks.Tags.models)
@@ -51,7 +55,11 @@ def check_aliases(app_configs=None, **kwargs):
         value = getattr(tiering_settings, name)
         if not isinstance(value, int) or value <= 0:
             errors.append(
-                checks.Error(f"TIERING['{name}'] must be a positive integer, not {value!r}.", id="tiering.E004")
+                checks.Error(
+                    f"TIERING['{name}'] must be a positive integer, not {value!r}.",
+                    hint=f"Set TIERING['{name}'] to an int above 0 or remove it to use the default.",
+                    id="tiering.E004",
+                )
             )
     return errors
 
@@ -65,16 +73,34 @@ def _field_is_indexed(model: type[models.Model], field: models.Field) -> bool:
     return False
 
 
+def _policy_problem(policy) -> str | None:
+    """Why ``policy`` cannot select cold rows, or None when it can."""
+    if not isinstance(policy, Policy):
+        return "is missing or not a tiering policy"
+    parts = [policy.time, policy.access] if isinstance(policy, HybridPolicy) else [policy]
+    for part in parts:
+        if not isinstance(part, Policy):
+            return f"combines {part!r}, which is not a tiering policy"
+        for attr in ("older_than", "idle_for"):
+            value = getattr(part, attr, None)
+            if value is not None and not (isinstance(value, timedelta) and value > timedelta(0)):
+                return f"has {type(part).__name__}.{attr}={value!r}; it must be a positive timedelta"
+    return None
+
+
 @checks.register(checks.Tags.models)
-def check_tiered_models(app_configs=None, **kwargs):
+def check_tiered_models(app_configs=None, registry: Iterable[TieredModel] | None = None, **kwargs):
+    """Check every tiered model of ``registry`` (default: the project's registry)."""
     errors = []
-    for tiered in registry:
+    tiered_models = list(global_registry if registry is None else registry)
+    for tiered in tiered_models:
         model = tiered.model
         label = tiered.label
-        if not isinstance(tiered.policy, Policy):
+        problem = _policy_problem(tiered.policy)
+        if problem:
             errors.append(
                 checks.Error(
-                    f"{label}.Tiering.policy is missing or not a tiering policy.",
+                    f"{label}.Tiering.policy {problem}.",
                     hint="Set policy = TimePolicy(...), AccessPolicy(...) or HybridPolicy(...).",
                     obj=model,
                     id="tiering.E005",
@@ -98,6 +124,7 @@ def check_tiered_models(app_configs=None, **kwargs):
                 errors.append(
                     checks.Error(
                         f"{label}.{name} is used by a tiering policy but is not a date or datetime field.",
+                        hint=f"Use a DateTimeField or DateField of {label}.",
                         obj=model,
                         id="tiering.E006",
                     )
@@ -145,6 +172,7 @@ def check_tiered_models(app_configs=None, **kwargs):
                 )
             )
         errors.extend(_check_foreign_keys(tiered))
+    errors.extend(_check_foreign_keys_into_tiers(tiered_models))
     return errors
 
 
@@ -167,6 +195,33 @@ def _check_foreign_keys(tiered) -> list[checks.CheckMessage]:
                 checks.Error(
                     f"{model._meta.label}.{field.name} keeps a database constraint to {target}, whose rows "
                     f"are not moved together with {tiered.label}.",
+                    hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
+                    obj=field,
+                    id="tiering.E010",
+                )
+            )
+    return errors
+
+
+def _check_foreign_keys_into_tiers(tiered_models: list[TieredModel]) -> list[checks.CheckMessage]:
+    """A hot-only table cannot hold a database constraint to a row that may leave hot."""
+    moving = {}
+    for tiered in tiered_models:
+        moving[tiered.model] = tiered
+        try:
+            moving.update((c.model, tiered) for c in tiered.children)
+        except (FieldDoesNotExist, ValueError):
+            pass
+    errors = []
+    for target, tiered in moving.items():
+        for rel in target._meta.related_objects:
+            field = rel.field
+            if rel.many_to_many or field.model in moving or not field.concrete or not field.db_constraint:
+                continue
+            errors.append(
+                checks.Error(
+                    f"{field.model._meta.label}.{field.name} keeps a database constraint to "
+                    f"{target._meta.label}, whose rows move to the cold tier with {tiered.label}.",
                     hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
                     obj=field,
                     id="tiering.E010",

@@ -1,0 +1,449 @@
+"""System checks (tiering/checks.py): every id fires on a bad configuration, with message and
+hint, and stays silent on a good one; the real project checks clean.
+
+Bad models are built in an isolated app registry (``isolate_apps``) and handed to the check
+through a crafted ``Registry``, so the real project is never touched.
+"""
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.conf import settings as django_settings
+from django.core import checks
+from django.core.management import call_command
+from django.db import models
+from django.test.utils import isolate_apps, override_settings
+
+from tiering.checks import check_aliases, check_tiered_models
+from tiering.policies import AccessPolicy, HybridPolicy, TimePolicy
+from tiering.query import TieredManager
+from tiering.registry import Registry, TieredModel, registry
+
+DAY = timedelta(days=1)
+
+
+def tiered_of(model) -> TieredModel:
+    """The registry entry the app registry would build from ``model.Tiering``."""
+    declaration = model.Tiering
+    return TieredModel(model=model, policy=getattr(declaration, "policy", None),
+                       related=list(getattr(declaration, "related", []) or []))
+
+
+def run(*tiered_models) -> list[checks.CheckMessage]:
+    reg = Registry()
+    for model in tiered_models:
+        reg._by_model[model] = tiered_of(model)
+    return check_tiered_models(registry=reg)
+
+
+def only(messages, check_id):
+    found = [m for m in messages if m.id == check_id]
+    assert found, f"{check_id} not reported; got {[(m.id, m.msg) for m in messages]}"
+    return found
+
+
+def assert_message(message, *, level, contains, hint):
+    assert message.level == level
+    for text in contains:
+        assert text in message.msg, message.msg
+    assert message.hint and hint in message.hint, message.hint
+
+
+def ids(messages) -> list[str]:
+    return sorted(m.id for m in messages)
+
+
+# ----------------------------------------------------------------------- good configuration
+@isolate_apps("orders")
+def test_a_correct_tiered_model_and_child_check_clean():
+    class Parcel(models.Model):
+        sent_at = models.DateTimeField(db_index=True)
+        weight = models.IntegerField(default=0)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("sent_at", older_than=30 * DAY)
+            related = ["scans"]
+
+    class Scan(models.Model):
+        parcel = models.ForeignKey(Parcel, on_delete=models.CASCADE, related_name="scans")  # moves with it
+
+        class Meta:
+            app_label = "orders"
+
+    assert run(Parcel) == []
+
+
+def test_the_real_registry_checks_clean():
+    assert len(registry) >= 3
+    assert check_tiered_models() == []
+    assert check_aliases() == []
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_manage_py_check_is_clean_on_the_real_project():
+    out, err = io.StringIO(), io.StringIO()
+    call_command("check", "--database", "default", "--database", "cold", stdout=out, stderr=err)
+    assert "no issues" in out.getvalue()
+    assert "tiering." not in out.getvalue() + err.getvalue()
+    assert err.getvalue() == ""
+
+
+def test_manage_py_check_fails_on_a_bad_setting():
+    from django.core.management.base import SystemCheckError
+
+    with override_settings(TIERING={**django_settings.TIERING, "COLD": "nowhere"}):
+        with pytest.raises(SystemCheckError, match="tiering.E001"):
+            call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+# ----------------------------------------------------------------------- settings checks
+def test_e001_cold_alias_not_in_databases():
+    with override_settings(TIERING={**django_settings.TIERING, "COLD": "nowhere"}):
+        (message,) = only(check_aliases(), "tiering.E001")
+    assert_message(message, level=checks.ERROR, contains=["TIERING['COLD']", "'nowhere'", "not in DATABASES"],
+                   hint="Add 'nowhere' to DATABASES")
+
+
+def test_e001_hot_alias_not_in_databases():
+    with override_settings(TIERING={**django_settings.TIERING, "HOT": "gone"}):
+        (message,) = only(check_aliases(), "tiering.E001")
+    assert "TIERING['HOT']" in message.msg and "'gone'" in message.msg
+
+
+def test_e002_hot_and_cold_are_the_same_alias():
+    with override_settings(TIERING={**django_settings.TIERING, "HOT": "default", "COLD": "default"}):
+        messages = check_aliases()
+    (message,) = only(messages, "tiering.E002")
+    assert_message(message, level=checks.ERROR, contains=["same alias"], hint="second database alias")
+    assert "tiering.E001" not in ids(messages)
+
+
+class OtherRouter:
+    """A router that is not the tiering one."""
+
+
+@pytest.mark.parametrize("routers", [[], ["tests.test_checks.OtherRouter"]])
+def test_e003_router_missing(routers):
+    with override_settings(DATABASE_ROUTERS=routers):
+        (message,) = only(check_aliases(), "tiering.E003")
+    assert_message(message, level=checks.ERROR, contains=["TieringRouter", "DATABASE_ROUTERS"],
+                   hint="'tiering.router.TieringRouter'")
+
+
+def test_e003_accepts_the_router_and_a_subclass():
+    for routers in (["tiering.router.TieringRouter"], ["tests.router.PairedTieringRouter"]):
+        with override_settings(DATABASE_ROUTERS=routers):
+            assert "tiering.E003" not in ids(check_aliases())
+
+
+@pytest.mark.parametrize("value", [0, -5, "100", 2.5, None])
+def test_e004_bad_batch_size(value):
+    with override_settings(TIERING={**django_settings.TIERING, "BATCH_SIZE": value}):
+        (message,) = only(check_aliases(), "tiering.E004")
+    assert_message(message, level=checks.ERROR, contains=["BATCH_SIZE", repr(value), "positive integer"],
+                   hint="BATCH_SIZE")
+
+
+def test_e004_other_integer_settings():
+    with override_settings(TIERING={**django_settings.TIERING, "READ_CHUNK_SIZE": 0, "TOUCH_INTERVAL": -1}):
+        messages = only(check_aliases(), "tiering.E004")
+    assert sorted(m.msg.split("'")[1] for m in messages) == ["READ_CHUNK_SIZE", "TOUCH_INTERVAL"]
+
+
+# ----------------------------------------------------------------------- policy checks
+@pytest.mark.parametrize(
+    "policy",
+    [None, "created_at", TimePolicy("stamp", older_than=90), TimePolicy("stamp", older_than=-DAY),
+     AccessPolicy("stamp", idle_for=timedelta(0)),
+     HybridPolicy(TimePolicy("stamp", older_than=DAY), AccessPolicy("stamp", idle_for="60 days"))],
+    ids=["missing", "not-a-policy", "int-duration", "negative", "zero", "hybrid-bad-part"],
+)
+def test_e005_missing_or_invalid_policy(policy):
+    with isolate_apps("orders"):
+        class Stamped(models.Model):
+            stamp = models.DateTimeField(db_index=True)
+            objects = TieredManager()
+
+            class Meta:
+                app_label = "orders"
+                base_manager_name = "objects"
+
+            class Tiering:
+                pass
+
+        if policy is not None:
+            Stamped.Tiering.policy = policy
+        messages = run(Stamped)
+    (message,) = only(messages, "tiering.E005")
+    assert_message(message, level=checks.ERROR, contains=["orders.Stamped.Tiering.policy"], hint="TimePolicy(")
+    assert message.obj is Stamped
+
+
+@isolate_apps("orders")
+def test_e006_unknown_policy_field():
+    class Ticket(models.Model):
+        opened_at = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = HybridPolicy(TimePolicy("opened_at", older_than=DAY), AccessPolicy("seen_at", idle_for=DAY))
+
+    (message,) = only(run(Ticket), "tiering.E006")
+    assert_message(message, level=checks.ERROR, contains=["unknown field 'seen_at'", "orders.Ticket"],
+                   hint="DateTimeField or DateField")
+
+
+@isolate_apps("orders")
+def test_e006_policy_field_is_not_a_date():
+    class Invoice(models.Model):
+        number = models.CharField(max_length=20, db_index=True)
+        issued = models.DateField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("number", older_than=DAY)
+
+    (message,) = only(run(Invoice), "tiering.E006")
+    assert_message(message, level=checks.ERROR, contains=["orders.Invoice.number", "not a date"],
+                   hint="DateTimeField or DateField")
+    Invoice.Tiering.policy = TimePolicy("issued", older_than=DAY)  # a DateField is fine
+    assert run(Invoice) == []
+
+
+@isolate_apps("orders")
+def test_e007_policy_field_without_index():
+    class Visit(models.Model):
+        at = models.DateTimeField()
+        left = models.DateTimeField()
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+            indexes = [models.Index(fields=["left", "at"], name="visit_left_at")]  # `at` second: no help
+
+        class Tiering:
+            policy = TimePolicy("at", older_than=DAY)
+
+    (message,) = only(run(Visit), "tiering.E007")
+    assert_message(message, level=checks.ERROR, contains=["orders.Visit.at", "no index"], hint="db_index=True")
+    Visit.Tiering.policy = TimePolicy("left", older_than=DAY)  # first field of an index is fine
+    assert run(Visit) == []
+
+
+@isolate_apps("orders")
+def test_e008_related_name_that_does_not_exist():
+    class Basket(models.Model):
+        made_at = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("made_at", older_than=DAY)
+            related = ["items"]
+
+    class BasketItem(models.Model):
+        basket = models.ForeignKey(Basket, on_delete=models.CASCADE, related_name="entries")
+
+        class Meta:
+            app_label = "orders"
+
+    (message,) = only(run(Basket), "tiering.E008")
+    assert_message(message, level=checks.ERROR, contains=["orders.Basket.Tiering.related", "'items'"],
+                   hint="related_name of a ForeignKey")
+    Basket.Tiering.related = ["entries"]
+    assert run(Basket) == []
+
+
+@isolate_apps("orders")
+def test_e008_related_name_is_a_forward_field():
+    class Shop(models.Model):
+        class Meta:
+            app_label = "orders"
+
+    class Sale(models.Model):
+        shop = models.ForeignKey(Shop, on_delete=models.DO_NOTHING, db_constraint=False)
+        sold_at = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("sold_at", older_than=DAY)
+            related = ["shop"]
+
+    (message,) = only(run(Sale), "tiering.E008")
+    assert "not a reverse foreign key" in message.msg
+
+
+# ----------------------------------------------------------------------- managers
+@isolate_apps("orders")
+def test_e009_tiered_model_without_tiered_manager():
+    class Plain(models.Model):
+        at = models.DateTimeField(db_index=True)
+
+        class Meta:
+            app_label = "orders"
+
+        class Tiering:
+            policy = TimePolicy("at", older_than=DAY)
+
+    messages = run(Plain)
+    (message,) = only(messages, "tiering.E009")
+    assert_message(message, level=checks.ERROR, contains=["orders.Plain", "not a TieredManager"],
+                   hint="objects = TieredManager()")
+    assert "tiering.W001" not in ids(messages)
+
+
+@isolate_apps("orders")
+def test_e009_tiered_manager_declared_second():
+    class Second(models.Model):
+        at = models.DateTimeField(db_index=True)
+        plain = models.Manager()
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+
+        class Tiering:
+            policy = TimePolicy("at", older_than=DAY)
+
+    only(run(Second), "tiering.E009")
+
+
+@isolate_apps("orders")
+def test_w001_base_manager_not_tiered():
+    class Loose(models.Model):
+        at = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+
+        class Tiering:
+            policy = TimePolicy("at", older_than=DAY)
+
+    messages = run(Loose)
+    assert ids(messages) == ["tiering.W001"]
+    assert_message(messages[0], level=checks.WARNING, contains=["orders.Loose", "base manager"],
+                   hint="base_manager_name = 'objects'")
+
+
+# ----------------------------------------------------------------------- foreign keys
+@isolate_apps("orders")
+def test_e010_fk_from_tiered_model_keeps_constraint():
+    class Shopper(models.Model):
+        seen = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = AccessPolicy("seen", idle_for=DAY)
+
+    class Cart(models.Model):
+        shopper = models.ForeignKey(Shopper, on_delete=models.CASCADE)  # db_constraint=True
+        at = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("at", older_than=DAY)
+
+    messages = run(Shopper, Cart)
+    (message,) = only(messages, "tiering.E010")
+    assert_message(message, level=checks.ERROR, contains=["orders.Cart.shopper", "orders.Shopper"],
+                   hint="db_constraint=False")
+    assert message.obj is Cart._meta.get_field("shopper")
+
+
+@isolate_apps("orders")
+def test_e010_fk_from_a_child_keeps_constraint_but_its_parent_fk_may():
+    class Warehouse(models.Model):
+        class Meta:
+            app_label = "orders"
+
+    class Shipment(models.Model):
+        at = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("at", older_than=DAY)
+            related = ["legs"]
+
+    class Leg(models.Model):
+        shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="legs")  # moves along
+        warehouse = models.OneToOneField(Warehouse, on_delete=models.CASCADE)  # hot-only target
+
+        class Meta:
+            app_label = "orders"
+
+    (message,) = only(run(Shipment), "tiering.E010")
+    assert_message(message, level=checks.ERROR, contains=["orders.Leg.warehouse", "orders.Warehouse"],
+                   hint="db_constraint=False")
+    Leg._meta.get_field("warehouse").db_constraint = False
+    assert run(Shipment) == []
+
+
+@isolate_apps("orders")
+def test_e010_fk_from_a_hot_only_model_to_a_tiered_model_keeps_constraint():
+    """The mover deletes moved rows with raw deletes: a constrained FK from a row that stays
+    in hot would make every such delete fail (or, worse, be cascaded by hand)."""
+    class Booking(models.Model):
+        at = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("at", older_than=DAY)
+            related = ["seats"]
+
+    class Seat(models.Model):
+        booking = models.ForeignKey(Booking, on_delete=models.CASCADE, related_name="seats")
+
+        class Meta:
+            app_label = "orders"
+
+    class Review(models.Model):  # not tiered: stays in hot
+        seat = models.ForeignKey(Seat, on_delete=models.CASCADE)
+
+        class Meta:
+            app_label = "orders"
+
+    (message,) = only(run(Booking), "tiering.E010")
+    assert_message(message, level=checks.ERROR, contains=["orders.Review.seat", "orders.Seat"],
+                   hint="db_constraint=False")
+    Review._meta.get_field("seat").db_constraint = False
+    assert run(Booking) == []
