@@ -54,12 +54,12 @@ class Command(BaseCommand):
                 t = m["tiers"][tier]
                 out(
                     f"  {tier + ' [' + t['alias'] + ']':<22}{t['rows']:>12,}{t['child_rows']:>12,}"
-                    f"{human_bytes(t['bytes']):>12}{t['monthly_cost']:>10.4f}  {SHORT.get(t['bytes_method'], t['bytes_method'])}"
+                    f"{human_bytes(t['bytes']):>12}{_money(t['monthly_cost']):>10}  {SHORT.get(t['bytes_method'], t['bytes_method'])}"
                 )
             backlog = m["backlog"]
             out(
                 f"  {'backlog (eligible now)':<22}{backlog['rows']:>12,}{'':>12}{human_bytes(backlog['bytes']):>12}"
-                f"{'':>10}  saving so far {m['cost']['saving_monthly']:.4f}/month"
+                f"{'':>10}  saving so far {_money(m['cost']['saving_monthly'])}/month"
             )
             run = m["last_run"]
             if run:
@@ -83,16 +83,21 @@ class Command(BaseCommand):
         out("-" * WIDTH)
         out(
             f"{'total hot':<24}{totals['hot']['rows']:>12,}{totals['hot']['child_rows']:>12,}"
-            f"{human_bytes(totals['hot']['bytes']):>12}{totals['hot']['monthly_cost']:>10.4f}  at {prices['hot']}/GB-month"
+            f"{human_bytes(totals['hot']['bytes']):>12}{_money(totals['hot']['monthly_cost']):>10}  at {prices['hot']}/GB-month"
         )
         out(
             f"{'total cold':<24}{totals['cold']['rows']:>12,}{totals['cold']['child_rows']:>12,}"
-            f"{human_bytes(totals['cold']['bytes']):>12}{totals['cold']['monthly_cost']:>10.4f}  at {prices['cold']}/GB-month"
+            f"{human_bytes(totals['cold']['bytes']):>12}{_money(totals['cold']['monthly_cost']):>10}  at {prices['cold']}/GB-month"
         )
         out(
             f"{'backlog':<24}{totals['backlog_rows']:>12,}{'':>12}{human_bytes(totals['backlog_bytes']):>12}"
-            f"{'':>10}  saving so far {totals['saving_monthly']:.4f}/month"
+            f"{'':>10}  saving so far {_money(totals['saving_monthly'])}/month"
         )
+
+
+def _money(value: float) -> str:
+    """Small demo-sized costs keep their digits; large ones fit the column."""
+    return f"{value:.2f}" if abs(value) >= 100 else f"{value:.6f}"
 
 
 def _clip(text: str, width: int) -> str:
