@@ -31,12 +31,20 @@ One run of ``move()``:
    ``run_failed``) at the end; errors are logged on ``tiering.mover`` with the
    run id.
 
+Batch states in the ledger: COPYING (keys recorded) -> COPIED -> DONE, or
+UNDONE/FAILED. Verification and deletion share one source transaction, so a
+batch is never left "verified but not deleted": after a crash the repair looks
+at the rows themselves. ``HOTCOLD_TEST_CRASH_AT=step:n`` (test subprocesses
+only) kills the process at a named step: after_copy, after_verify, mid_delete,
+after_delete_before_ledger.
+
 Restored rows (TO_HOT) get a fresh mark so the next archive run does not send
 them straight back: the access field of an access (or hybrid) policy is set to
 now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COLD
 skips held rows for the time policy's ``older_than`` after the restore.
 
-Known limits: the row hash reads rows in Python (verify costs one read of the
+Known limits: PostgreSQL aliases on one server and database are still copied
+with COPY (no INSERT ... SELECT shortcut); the row hash reads rows in Python (verify costs one read of the
 batch in each tier); ``auto_now`` fields would be re-stamped by the ``orm``
 path; a source row deleted by the application while its batch was half-done
 is kept from its target copy by the repair.
