@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .analysis import analyze, human_bytes
+from .analysis import analyze, batch_seconds, human_bytes
 from .conf import tiering_settings
 from .models import Direction, MigrationBatch, MigrationRun, TierLock
 from .registry import registry
@@ -220,13 +220,6 @@ class MigrationBatchInline(admin.TabularInline):
     def rows_per_second(self, batch: MigrationBatch) -> str:
         seconds = batch_seconds(batch)
         return f"{batch.rows / seconds:,.0f}" if seconds else "-"
-
-
-def batch_seconds(batch: MigrationBatch) -> float:
-    """Wall time of a batch: finished - started, else the sum of its phases."""
-    if batch.finished_at and batch.started_at:
-        return max((batch.finished_at - batch.started_at).total_seconds(), 0.0)
-    return batch.copy_seconds + batch.verify_seconds + batch.delete_seconds
 
 
 @admin.register(MigrationRun)

@@ -25,7 +25,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from .conf import tiering_settings
-from .models import MigrationRun, RunState
+from .models import MigrationBatch, MigrationRun, RunState
 from .registry import TieredModel, registry
 
 JSON_SCHEMA = "hotcold.analyze_tiers/1"
@@ -215,6 +215,13 @@ def run_summary(run: MigrationRun) -> dict[str, Any]:
         "rows_per_second": round(run.rows_per_second, 1),
         "error": run.error,
     }
+
+
+def batch_seconds(batch: MigrationBatch) -> float:
+    """Wall time of a batch: finished - started, else the sum of its phases."""
+    if batch.finished_at and batch.started_at:
+        return max((batch.finished_at - batch.started_at).total_seconds(), 0.0)
+    return batch.copy_seconds + batch.verify_seconds + batch.delete_seconds
 
 
 def last_run(label: str) -> MigrationRun | None:

@@ -14,6 +14,7 @@ Every metric works in prometheus_client's multi-process mode
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -23,7 +24,7 @@ from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
-from .analysis import analyze
+from .analysis import analyze, batch_seconds
 from .conf import tiering_settings
 from .models import MigrationBatch, MigrationRun, RunState
 from .registry import registry
@@ -142,7 +143,7 @@ def on_batch_done(sender: Any, run: MigrationRun, batch: MigrationBatch, **kwarg
     ROWS_MOVED.labels(*labels).inc(batch.rows)
     CHILD_ROWS_MOVED.labels(*labels).inc(batch.child_rows)
     BATCHES.labels(*labels).inc()
-    BATCH_SECONDS.labels(*labels).observe(_batch_seconds(batch))
+    BATCH_SECONDS.labels(*labels).observe(batch_seconds(batch))
     kept = getattr(batch, "kept", 0) or 0
     if kept:
         VERIFICATION_FAILURES.labels(*labels).inc(kept)
@@ -159,15 +160,7 @@ def on_run_failed(sender: Any, run: MigrationRun, **kwargs: Any) -> None:
     RUN_FAILURES.labels(run.model_label, run.direction).inc()
 
 
-def _batch_seconds(batch: MigrationBatch) -> float:
-    if batch.finished_at and batch.started_at:
-        return max((batch.finished_at - batch.started_at).total_seconds(), 0.0)
-    return batch.copy_seconds + batch.verify_seconds + batch.delete_seconds
-
-
 def _multiprocess() -> bool:
-    import os
-
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"))
 
 

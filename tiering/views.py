@@ -22,8 +22,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from .admin import batch_seconds
-from .analysis import ModelFigures, analyze, human_bytes
+from .analysis import ModelFigures, analyze, batch_seconds, human_bytes
 from .conf import tiering_settings
 from .models import Direction, MigrationRun
 from .registry import TieredModel, registry
