@@ -166,3 +166,25 @@ def test_read_only_cold_sqlite_fails_and_deletes_nothing(tiers):
     assert content(snap) == before
     assert {tier for rows in snap.values() for tier, _ in rows.values()} == {"hot"}
     assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 100
+
+
+def test_write_between_copy_and_verify_is_kept_on_either_side(tiers, path, monkeypatch):
+    """An application write lands after the copy: on the source row (it stays) or on the copy
+    (read from the target tier; the copy becomes the row). Either way the write survives."""
+    seed_orders(tiers.hot, 10, lines=1)
+    real_copy = mover._copy
+
+    def copy_then_write(ctx, pks):
+        result = real_copy(ctx, pks)
+        Order.objects.using(tiers.cold).filter(pk=3).update(note="changed in the copy")
+        Order.objects.using(tiers.hot).filter(pk=4).update(note="changed in the source")
+        return result
+
+    monkeypatch.setattr(mover, "_copy", copy_then_write)
+    run = mover.move(registry.get(Order), Direction.TO_COLD, path=path)
+    assert run.rows == 9 and MigrationBatch.objects.using(tiers.hot).get(run=run).kept == 1
+    snapshot(tiers.hot, tiers.cold)
+    assert Order.objects.cold().get(pk=3).note == "changed in the copy"
+    assert Order.objects.hot().get(pk=4).note == "changed in the source"
+    assert list(Order.objects.hot().values_list("pk", flat=True)) == [4]
+    assert_lines_follow_orders(tiers.hot, tiers.cold)

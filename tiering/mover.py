@@ -333,19 +333,18 @@ def _move_batch(ctx: _Move, pks: list) -> MigrationBatch:
     try:
         # 3. copy (idempotent: keys already in the target are not inserted again)
         t0 = time.monotonic()
-        inserted = _copy(ctx, pks)
+        inserted, written = _copy(ctx, pks)
         _advance_sequences(ctx)
         batch.copy_seconds = time.monotonic() - t0
         _set(batch, state=BatchState.COPIED, copy_seconds=batch.copy_seconds)
         _hook("after_copy")
         # 4 + 5. verify under the row lock, then delete what matched
         t0 = time.monotonic()
-        moved, checksum, nbytes, child_rows = _verify_and_delete(ctx, pks, batch)
+        moved, checksum, nbytes, child_rows = _verify_and_delete(ctx, pks, written, inserted)
+        batch.checksum = checksum
         batch.delete_seconds = time.monotonic() - t0
         _hook("after_delete_before_ledger")
         kept = [pk for pk in pks if pk not in moved]
-        ours = set(inserted)
-        _remove_copies(ctx, [pk for pk in kept if pk in ours])
         if ctx.direction == Direction.TO_HOT:
             _mark_restored(ctx, list(moved))
     except BaseException as exc:
@@ -366,46 +365,62 @@ def _move_batch(ctx: _Move, pks: list) -> MigrationBatch:
 
 
 # ------------------------------------------------------------------------------------ 3. copy
-def _copy(ctx: _Move, pks: list) -> list:
-    """Insert parents then children of ``pks`` missing from the target; return the keys inserted."""
+def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
+    """Insert parents then children of ``pks`` missing from the target.
+
+    Returns the keys inserted and the hash of each copy as written, read inside
+    the copy transaction (so no application write can have touched it yet).
+    """
     present = set(ctx.model._base_manager.using(ctx.target).filter(pk__in=pks).values_list("pk", flat=True))
     todo = [pk for pk in pks if pk not in present]
     if not todo:
-        return []
+        return [], {}
     parts = [(ctx.model, ctx.model._meta.pk)] + [(c.model, c.fk) for c in ctx.tiered.children]
     if ctx.path == "sqlite":
-        _copy_sqlite(ctx, parts, todo)
+        written = _copy_sqlite(ctx, parts, todo)
     elif ctx.path == "pg_copy":
-        _copy_pg(ctx, parts, todo)
+        written = _copy_pg(ctx, parts, todo)
     else:
-        _copy_orm(ctx, parts, todo)
-    return todo
+        written = _copy_orm(ctx, parts, todo)
+    return todo, written
 
 
-def _copy_sqlite(ctx: _Move, parts, pks: list) -> None:
-    """Two SQLite files: one connection on the target, the source ATTACHed, INSERT ... SELECT."""
-    conn = sqlite3.connect(connections[ctx.target].settings_dict["NAME"], timeout=30, isolation_level=None)
+def _copy_sqlite(ctx: _Move, parts, pks: list) -> dict:
+    """Two SQLite files: the source ATTACHed to the target connection, INSERT ... SELECT.
+
+    ATTACH cannot run inside a transaction, so it runs in autocommit mode and
+    the copy opens a plain (deferred) BEGIN itself: it write-locks the target
+    file only, and reads the source without blocking its writers (WAL).
+    """
+    conn = connections[ctx.target]
+    if conn.in_atomic_block:
+        raise MoveError("the SQLite fast path cannot run inside transaction.atomic()", ctx.run)
+    conn.ensure_connection()
+    raw = conn.connection
+    source = os.path.abspath(str(connections[ctx.source].settings_dict["NAME"]))
+    raw.execute("ATTACH DATABASE ? AS tiering_src", [source])
+    raw.execute("BEGIN")
     try:
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("ATTACH DATABASE ? AS tiering_src", [connections[ctx.source].settings_dict["NAME"]])
-        conn.execute("BEGIN IMMEDIATE")
         for model, key in parts:
             cols = ", ".join(_qn(f.column) for f in model._meta.concrete_fields)
             table = _qn(model._meta.db_table)
             for chunk in _chunks(pks, 30000):
-                conn.execute(
+                raw.execute(
                     f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM tiering_src.{table} "
                     f"WHERE {_qn(key.column)} IN ({', '.join('?' * len(chunk))})", chunk)
-        conn.execute("COMMIT")
+        written, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=False)
+        raw.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
         raise
-    finally:
-        conn.close()
+    finally:  # a later BEGIN IMMEDIATE on this connection must not lock the source file too
+        if not raw.in_transaction:
+            raw.execute("DETACH DATABASE tiering_src")
+    return written
 
 
-def _copy_pg(ctx: _Move, parts, pks: list) -> None:
+def _copy_pg(ctx: _Move, parts, pks: list) -> dict:
     """PostgreSQL to PostgreSQL: COPY (SELECT ...) TO STDOUT streamed into COPY ... FROM STDIN."""
     with transaction.atomic(using=ctx.target), connections[ctx.source].cursor() as src, \
             connections[ctx.target].cursor() as dst:
@@ -417,9 +432,11 @@ def _copy_pg(ctx: _Move, parts, pks: list) -> None:
                     dst.cursor.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
                 for data in reader:
                     writer.write(data)
+        written, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=False)
+    return written
 
 
-def _copy_orm(ctx: _Move, parts, pks: list) -> None:
+def _copy_orm(ctx: _Move, parts, pks: list) -> dict:
     """Any pair: read with the ORM, bulk_create in the target."""
     with transaction.atomic(using=ctx.target):
         for model, key in parts:
@@ -428,6 +445,8 @@ def _copy_orm(ctx: _Move, parts, pks: list) -> None:
             rows = model._base_manager.using(ctx.source).filter(**{f"{key.attname}__in": pks}).values_list(*names)
             objs = [model(**dict(zip(names, row))) for row in rows]
             model._base_manager.using(ctx.target).bulk_create(objs, batch_size=500)
+        written, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=False)
+    return written
 
 
 def _advance_sequences(ctx: _Move) -> None:
@@ -450,25 +469,35 @@ def _advance_sequences(ctx: _Move) -> None:
 
 
 # ------------------------------------------------------------------- 4 + 5. verify and delete
-def _verify_and_delete(ctx: _Move, pks: list, batch: MigrationBatch) -> tuple[set, str, int, int]:
-    """In one source transaction: lock, re-check eligibility, compare hashes, delete matches."""
-    with transaction.atomic(using=ctx.source):
+def _verify_and_delete(ctx: _Move, pks: list, written: dict, inserted: list) -> tuple[set, str, int, int]:
+    """Lock both sides, re-check eligibility, compare hashes, delete what moved; return the moved keys.
+
+    Per parent, with ``s``/``t`` the source/target hashes now and ``w`` the copy as written:
+    ``s == t``: verified, the source row is deleted. ``s == w != t``: the application
+    changed the copy (it read it from the target), so the copy is the row: the source
+    row is deleted too. Anything else (changed in the source, no longer eligible):
+    the source row stays and our copy is removed, in the same pair of transactions.
+    """
+    # always hot before cold, whatever the direction, so two runs never wait on each other in a cycle
+    with transaction.atomic(using=tiering_settings.HOT), transaction.atomic(using=tiering_settings.COLD):
         source, children, nbytes = _group_hashes(ctx, ctx.source, pks, eligible_only=True, lock=True)
-        target, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=False)
-        verified = [pk for pk in pks if pk in source and source[pk] == target.get(pk)]
-        checksum = _batch_checksum((pk, source[pk]) for pk in verified)
+        target, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=True)
+        moved = [pk for pk in pks if pk in source and (
+            source[pk] == target.get(pk) or (pk in target and source[pk] == written.get(pk)))]
+        checksum = _batch_checksum((pk, target[pk]) for pk in moved)
         _hook("after_verify")
         child_rows = 0
         for child in ctx.tiered.children:  # children first: cascades never see an uncopied child
-            keys = [k for pk in verified for k in children.get((child.model, pk), ())]
+            keys = [k for pk in moved for k in children.get((child.model, pk), ())]
             child_rows += len(keys)
             for chunk in _chunks(keys, 10000):
                 child.model._base_manager.using(ctx.source).filter(pk__in=chunk)._raw_delete(ctx.source)
         _hook("mid_delete")
-        for chunk in _chunks(verified, 10000):
+        for chunk in _chunks(moved, 10000):
             ctx.model._base_manager.using(ctx.source).filter(pk__in=chunk)._raw_delete(ctx.source)
-    batch.checksum = checksum
-    return set(verified), checksum, nbytes, child_rows
+        done = set(moved)
+        _remove_copies(ctx, [pk for pk in inserted if pk not in done])
+    return done, checksum, nbytes, child_rows
 
 
 def _group_hashes(ctx: _Move, alias: str, pks: list, *, eligible_only: bool, lock: bool):
