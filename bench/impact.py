@@ -6,7 +6,7 @@ Builds N orders (as bench/archive.py does), then a client process runs a loop
 of typical requests for --seconds with no move running (the baseline), starts
 ``migrate_cold --model orders.Order --no-input`` in another process and runs
 the same loop until the move ends. Requests: get a recent order by key with
-its lines, the first page (20) of a customer's orders newest first (a merged
+its lines, the first page (20) of the orders of one status, newest first (a merged
 read over both tiers), and an insert of an order with a line. It prints p50
 and p99 per request type and overall, and the ratio with/without a move.
 """
@@ -45,7 +45,7 @@ def client(args) -> dict:
         list(order.lines.all())
 
     def first_page():
-        list(Order.objects.filter(customer_id=rng.randint(1, 1000)).order_by("-created_at", "-id")[:20])
+        list(Order.objects.filter(status=rng.choice(["new", "paid", "shipped"])).order_by("-created_at", "-id")[:20])
 
     def insert():
         with transaction.atomic():
