@@ -427,3 +427,14 @@ def test_lock_held_by_live_run_is_command_error_and_changes_nothing(tiers):
         run_command("migrate_cold", "--model", "orders.Order", "--no-input")
     assert "\n" not in str(excinfo.value).strip()
     assert snapshot(tiers) == before
+
+
+def test_restored_rows_are_not_sent_straight_back(tiers):
+    old, _ = seed(old=6, new=1)
+    run_command("migrate_cold", "--model", "orders.Order", "--no-input", verbosity=0)
+    run_command("restore_hot", "--model", "orders.Order", "--pk", str(old[0].pk), "--no-input", verbosity=0)
+    out = run_command("migrate_cold", "--model", "orders.Order", "--dry-run")
+    assert "0 rows" in out
+    run_command("migrate_cold", "--model", "orders.Order", "--no-input", verbosity=0)
+    assert old[0].pk in tier_of_orders(tiers)[0]
+    assert_consistent(tiers, 7)
