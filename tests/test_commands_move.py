@@ -438,3 +438,12 @@ def test_restored_rows_are_not_sent_straight_back(tiers):
     run_command("migrate_cold", "--model", "orders.Order", "--no-input", verbosity=0)
     assert old[0].pk in tier_of_orders(tiers)[0]
     assert_consistent(tiers, 7)
+
+
+def test_bad_model_on_the_command_line_is_one_line_and_non_zero(tiers):
+    seed(old=2, new=1)
+    before = snapshot(tiers)
+    done = manage(tiers, "restore_hot", "--model", "orders.Nope", "--all", "--no-input")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == ["CommandError: Unknown model 'orders.Nope': use app_label.ModelName"]
+    assert snapshot(tiers) == before
