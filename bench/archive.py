@@ -25,7 +25,7 @@ import json
 import sys
 import time
 
-from bench.common import (Pair, clone, drop, fill_orders, fmt_rate, pg_connect, rate, ratio, run_child,
+from bench.common import (clone, drop, fill_orders, fmt_rate, rate, ratio, run_child,
                           schema_template, table, timer)
 
 METHODS = ("hotcold", "naive", "limit")
