@@ -222,6 +222,21 @@ def test_join_to_another_tiered_model_is_refused(tiers, split):
     assert list(Order.objects.filter(lines__sku="S").values_list("pk", flat=True)) == [4]
 
 
+def test_filter_on_a_foreign_key_column_is_not_a_join(tiers, split):
+    """customer_id__in is the workaround the refusal suggests: it must work across tiers."""
+    customer_ids = set(Order.objects.hot().values_list("customer_id", flat=True)[:1]) | set(
+        Order.objects.cold().values_list("customer_id", flat=True)[:1]
+    )
+    expected = sorted(
+        pk
+        for alias in (tiers.hot, tiers.cold)
+        for pk in Order.objects.using(alias).filter(customer_id__in=customer_ids).values_list("pk", flat=True)
+    )
+    assert expected
+    assert sorted(o.pk for o in Order.objects.filter(customer_id__in=customer_ids)) == expected
+    assert Order.objects.filter(customer__in=customer_ids).count() == len(expected)
+
+
 def test_children_of_a_cold_parent_are_written_to_cold(tiers):
     cold_order = OrderFactory(_using=tiers.cold)
     line = OrderLine(order=cold_order, sku="X", price=Decimal("1.00"))

@@ -410,7 +410,13 @@ class TieredQuerySet(QuerySet):
         """A join to another tiered model would miss rows whose partner is in the other tier."""
         tiered = registry.get(self.model)
         allowed = {self.model._meta.db_table} | {c.model._meta.db_table for c in tiered.children}
-        tables = {join.table_name for join in self.query.alias_map.values()}
+        # A join Django set up and then trimmed (customer_id__in=...) keeps an
+        # alias with no references: only aliases still referenced reach the SQL.
+        tables = {
+            join.table_name
+            for alias, join in self.query.alias_map.items()
+            if self.query.alias_refcount.get(alias, 0) > 0
+        }
         tables |= _select_related_tables(self.model, self.query.select_related)
         for table in tables - allowed:
             for candidate in registry:
