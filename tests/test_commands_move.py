@@ -446,3 +446,15 @@ def test_bad_model_on_the_command_line_is_one_line_and_non_zero(tiers):
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == ["CommandError: Unknown model 'orders.Nope': use app_label.ModelName"]
     assert snapshot(tiers) == before
+
+
+@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--limit", "-3"], ["--sleep", "soon"], ["--bogus"]])
+def test_bad_option_values_on_the_command_line_are_one_line_and_non_zero(tiers, args):
+    """argparse's usage dump is not a one-line error: option errors are CommandErrors too."""
+    seed(old=2, new=1)
+    before = snapshot(tiers)
+    done = manage(tiers, "migrate_cold", "--no-input", *args)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("CommandError: ")
+    assert snapshot(tiers) == before

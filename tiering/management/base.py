@@ -241,6 +241,20 @@ class MoveCommand(BaseCommand):
 
     direction: str = Direction.TO_COLD
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any):
+        """Bad arguments raise CommandError (one line) also on the command line."""
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.called_from_command_line = False
+        return parser
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        # Django parses argv outside its own CommandError handler: report here.
+        try:
+            super().run_from_argv(argv)
+        except CommandError as exc:
+            self.stderr.write(f"CommandError: {exc}")
+            sys.exit(exc.returncode)
+
     def add_move_arguments(self, parser) -> None:
         parser.add_argument("--dry-run", action="store_true",
                             help="Show how many rows, bytes and batches would move, and change nothing.")
