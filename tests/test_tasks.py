@@ -238,3 +238,21 @@ def test_parallel_ranges_on_two_workers(tiers, celery_processes):
     seqs = sorted(b.seq for b in batches)
     assert seqs == list(range(1, len(batches) + 1))
     print("ranges ran on", sorted({r["worker"] for r in summary["ranges"]}))
+
+
+def test_parallel_run_cut_short_by_its_runtime_is_stopped_not_succeeded(tiers, celery_processes):
+    if tiers.backend != "postgresql":
+        pytest.skip("parallel ranges are exercised on PostgreSQL")
+    celery_processes.worker(tiers.backend, "a")
+    old, new = seed(tiers.hot, old=600, new=50)
+    started = send(tasks.archive_model_parallel, tiers.backend, ORDER, workers=2, batch_size=10,
+                   max_runtime=0.001).get(timeout=60)
+    summary = AsyncResult(started["callback"]).get(timeout=120)
+    assert {r["status"] for r in summary["ranges"]} == {"stopped"}
+    assert summary["status"] == RunState.STOPPED
+    (run,) = runs(tiers)
+    assert run.state == RunState.STOPPED and 0 < run.rows < len(old)
+    # what did move is in cold only; the rest waits in hot for the next run
+    cold = set(Order.objects.using(tiers.cold).values_list("pk", flat=True))
+    hot = set(Order.objects.using(tiers.hot).values_list("pk", flat=True))
+    assert not cold & hot and cold | hot == old | new

@@ -153,6 +153,7 @@ def move(
             raise MoveError(f"run {run.pk} failed: {message}", run) from exc
         raise
     run.refresh_from_db(using=_hot())
+    run.stopped_early = stopped  # a joined run's owner needs it to close the run as STOPPED
     if not joined:
         finish_run(run, RunState.STOPPED if stopped else RunState.SUCCEEDED)
     return run

@@ -289,8 +289,8 @@ def archive_range(self, label: str, low: Any, high: Any, run_id: int, batch_size
     try:
         tiered = registry.by_label(label)
         run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
-        mover.move(tiered, Direction.TO_COLD, key_range=(low, high), run=run, trigger="task",
-                   batch_size=batch_size, max_runtime=self.runtime_budget(max_runtime))
+        run = mover.move(tiered, Direction.TO_COLD, key_range=(low, high), run=run, trigger="task",
+                         batch_size=batch_size, max_runtime=self.runtime_budget(max_runtime))
     except mover.LockHeld as exc:  # another run holds the model: this range is not ours to move
         return {**part, **_locked(self, registry.by_label(label), Direction.TO_COLD, exc)}
     except Exception as exc:
@@ -299,7 +299,7 @@ def archive_range(self, label: str, low: Any, high: Any, run_id: int, batch_size
             self.retry_or_raise(exc, f"{self.name} {label} [{low}, {high})", run_id)
         logger.error("%s %s [%s, %s) failed (run %s): %s", self.name, label, low, high, run_id, _first_line(exc))
         return {**part, "status": "failed", "error": _first_line(exc)}
-    return {**part, "status": "done"}
+    return {**part, "status": "stopped" if run.stopped_early else "done"}
 
 
 @shared_task(bind=True, base=TieringTask, name="tiering.finish_parallel")
@@ -308,14 +308,15 @@ def finish_parallel(self, results: list[dict[str, Any]], run_id: int) -> dict[st
     from . import mover
 
     run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
-    failed = [r for r in results if r.get("status") not in ("done",)]
+    failed = [r for r in results if r.get("status") not in ("done", "stopped")]
+    stopped = [r for r in results if r.get("status") == "stopped"]
     if failed:
         error = "; ".join(f"[{r['low']}, {r['high']}) {r.get('status')}: {r.get('error') or r.get('detail', '')}"
                           for r in failed)
         run = mover.finish_run(run, state=RunState.FAILED, error=error)
         logger.error("%s parallel run %s failed: %s", run.model_label, run.pk, error)
     else:
-        run = mover.finish_run(run)
+        run = mover.finish_run(run, state=RunState.STOPPED if stopped else None)
         logger.info("%s parallel run %s %s: %d rows in %d batches", run.model_label, run.pk, run.state,
                     run.rows, run.batches)
     return {**summary(run), "ranges": results}
