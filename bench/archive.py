@@ -206,8 +206,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--method", action="append", choices=METHODS, help="Methods to run; default all.")
     parser.add_argument("--naive-seconds", type=float, default=60.0,
                         help="Time box of the naive loop (it is slow; its rate is measured on what it moved).")
+    parser.add_argument("--workers", type=int, action="append", metavar="N",
+                        help="Scale-out mode (repeatable): archive with N Celery worker processes on PostgreSQL "
+                             "and print the speedup over one worker (runs bench/archive_workers.py).")
     parser.add_argument("--measure", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.workers:
+        from bench import archive_workers
+
+        rows = max(args.rows or [200_000])
+        archive_workers.main(["--rows", str(rows), *(f"--workers={n}" for n in args.workers)])
+        return
     if args.measure:
         result = {"hotcold": measure_hotcold, "naive": measure_naive, "limit": measure_limit}[args.measure](args)
         print(json.dumps(result))
