@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Shared set-up: a virtualenv in .venv with hotcold and its dependencies.
-# Usage: scripts/bootstrap.sh [extra]   (extra: "test" adds the test dependencies)
+# Usage: scripts/bootstrap.sh [test]   ("test" adds the test dependencies)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-if [ "${1:-}" = "test" ]; then
-    .venv/bin/python -m pip install -q -e ".[test]"
-else
-    .venv/bin/python -m pip install -q -e .
+target="."
+[ "${1:-}" = "test" ] && target=".[test]"
+log=$(mktemp)
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e "$target"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "pip install failed (full log above)" >&2
+    exit 1
 fi
+rm -f "$log"
