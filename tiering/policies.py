@@ -44,19 +44,21 @@ def _require_aware(now: datetime) -> datetime:
     return now
 
 
-@dataclass(frozen=True)
-class TimePolicy(Policy):
-    """Cold once ``field`` is older than ``older_than``."""
+class _AgePolicy(Policy):
+    """Cold once ``field`` is older than ``age`` (shared by the time and access policies)."""
 
     field: str
-    older_than: timedelta
+
+    @property
+    def age(self) -> timedelta:
+        raise NotImplementedError
 
     @property
     def fields(self) -> list[str]:
         return [self.field]
 
     def cutoff(self, now: datetime) -> datetime:
-        return _require_aware(now) - self.older_than
+        return _require_aware(now) - self.age
 
     def cold_q(self, now: datetime) -> Q:
         return Q(**{f"{self.field}__lt": self.cutoff(now)})
@@ -65,12 +67,24 @@ class TimePolicy(Policy):
         value = getattr(instance, self.field)
         return value is not None and value < self.cutoff(now or timezone.now())
 
+
+@dataclass(frozen=True)
+class TimePolicy(_AgePolicy):
+    """Cold once ``field`` is older than ``older_than``."""
+
+    field: str
+    older_than: timedelta
+
+    @property
+    def age(self) -> timedelta:
+        return self.older_than
+
     def describe(self) -> str:
         return f"{self.field} older than {self.older_than.days} days"
 
 
 @dataclass(frozen=True)
-class AccessPolicy(Policy):
+class AccessPolicy(_AgePolicy):
     """Cold once ``field`` (a last-accessed timestamp) is idle for ``idle_for``.
 
     Reads through the tiered manager record access on ``field``, coalesced to
@@ -83,18 +97,8 @@ class AccessPolicy(Policy):
     promote_on_access: bool = False
 
     @property
-    def fields(self) -> list[str]:
-        return [self.field]
-
-    def cutoff(self, now: datetime) -> datetime:
-        return _require_aware(now) - self.idle_for
-
-    def cold_q(self, now: datetime) -> Q:
-        return Q(**{f"{self.field}__lt": self.cutoff(now)})
-
-    def is_cold(self, instance: Model, now: datetime | None = None) -> bool:
-        value = getattr(instance, self.field)
-        return value is not None and value < self.cutoff(now or timezone.now())
+    def age(self) -> timedelta:
+        return self.idle_for
 
     def access_policy(self) -> "AccessPolicy":
         return self
