@@ -149,7 +149,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = BASE_DIR / "staticfiles"  # collectstatic target served by WhiteNoise
+WHITENOISE_USE_FINDERS = DEBUG  # without collectstatic in development
 LOGIN_URL = "admin:login"
 
 LOGGING = {
