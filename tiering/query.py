@@ -113,10 +113,11 @@ class TieredQuerySet(QuerySet):
         self._refuse_unmergeable()
         if self.query.is_sliced:
             return self._get_merged(*args, **kwargs)
-        hot, cold = self._tiers()
+        hot = self.hot()
         try:
             obj = hot.get(*args, **kwargs)
         except self.model.DoesNotExist:
+            cold = self.cold()  # only cloned on a hot miss: a hot hit stays one clone and one query
             try:
                 if self.query.select_for_update:
                     with transaction.atomic(using=cold.db):
