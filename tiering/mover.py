@@ -66,6 +66,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import IntegrityError, connections, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -165,9 +166,6 @@ def plan(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows:
     _check_selection(direction, pks, where, all_rows, limit, batch_size)
     ctx = _Move(tiered, direction, None, now=now or timezone.now(), path="orm")
     qs = _selection(ctx, pks, where, None)
-    held = ctx.held_pks()
-    if held:
-        qs = qs.exclude(pk__in=[ctx.model._meta.pk.to_python(k) for k in held])
     eligible = qs.count()
     rows = eligible if limit is None else min(eligible, limit)
     child_rows = sum(c.model._base_manager.using(ctx.source).filter(**{f"{c.fk.attname}__in": qs.values("pk")}).count()
@@ -295,14 +293,10 @@ def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, p
         if not keys:
             return False
         last_pk = keys[-1]
-        held = ctx.held_pks()
-        pks = [k for k in keys if str(k) not in held] if held else keys
-        if not pks:
-            continue
         t0 = time.monotonic()
-        batch = _move_batch(ctx, pks)
+        batch = _move_batch(ctx, keys)
         elapsed = time.monotonic() - t0
-        moved += len(pks)
+        moved += len(keys)
         done["rows"] += batch.rows
         done["batches"] += 1
         done["bytes"] += batch.bytes
@@ -316,58 +310,425 @@ def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, p
 
 
 def _move_batch(ctx: _Move, pks: list) -> MigrationBatch:
-    """One batch through copy, verify, delete and ledger."""
-    hot = _hot()
+    """One batch: record its keys (COPYING), then copy, verify, delete and ledger on the run's path."""
     _heartbeat(ctx)
-    for attempt in range(50):  # parallel range workers of one run race for the next seq
-        seq = (MigrationBatch.objects.using(hot).filter(run=ctx.run).aggregate(m=models.Max("seq"))["m"] or 0) + 1
-        try:
-            with transaction.atomic(using=hot):
-                batch = MigrationBatch.objects.using(hot).create(
-                    run=ctx.run, seq=seq, state=BatchState.COPYING, pks=[_jsonable(p) for p in pks],
-                    key_low=str(pks[0]), key_high=str(pks[-1]))
-            break
-        except IntegrityError:
-            if attempt == 49:
-                raise
-    inserted: list = []
+    batch = _open_batch(ctx, pks)
+    path = {"sqlite": _batch_sqlite, "pg_copy": _batch_pg, "orm": _batch_orm}[ctx.path]
     try:
-        # 3. copy (idempotent: keys already in the target are not inserted again)
-        t0 = time.monotonic()
-        inserted, written = _copy(ctx, pks)
-        _advance_sequences(ctx)
-        batch.copy_seconds = time.monotonic() - t0
-        _set(batch, state=BatchState.COPIED, copy_seconds=batch.copy_seconds)
-        _hook("after_copy")
-        # 4 + 5. verify under the row lock, then delete what matched
-        t0 = time.monotonic()
-        moved, checksum, nbytes, child_rows = _verify_and_delete(ctx, pks, written, inserted)
-        batch.checksum = checksum
-        batch.delete_seconds = time.monotonic() - t0
-        _hook("after_delete_before_ledger")
-        kept = [pk for pk in pks if pk not in moved]
+        done, recorded, moved_keys = path(ctx, batch, pks)
         if ctx.direction == Direction.TO_HOT:
-            _mark_restored(ctx, list(moved))
+            _mark_restored(ctx, moved_keys)
     except BaseException as exc:
-        _fail_batch(ctx, batch, inserted, exc)
+        _fail_batch(ctx, batch, exc)
         raise
-    # 6. ledger
-    batch.state, batch.rows, batch.child_rows, batch.bytes = BatchState.DONE, len(moved), child_rows, nbytes
-    batch.checksum, batch.kept, batch.finished_at = checksum, len(kept), timezone.now()
-    batch.save(using=hot)
-    MigrationRun.objects.using(hot).filter(pk=ctx.run.pk).update(
-        rows=F("rows") + batch.rows, child_rows=F("child_rows") + child_rows, bytes=F("bytes") + nbytes,
-        batches=F("batches") + 1, heartbeat_at=timezone.now())
-    if kept:
+    if not recorded:
+        _record_done(ctx, batch, done)
+    for key, value in _done_values(done).items():
+        setattr(batch, key, value)
+    if done.kept:
         logger.info("run %s batch %s: %s rows changed or no longer eligible stay in %s",
-                    ctx.run.pk, seq, len(kept), ctx.source)
+                    ctx.run.pk, batch.seq, done.kept, ctx.source)
     batch_done.send(sender=MigrationBatch, run=ctx.run, batch=batch)
     return batch
 
 
-# ------------------------------------------------------------------------------------ 3. copy
+@dataclass
+class _Done:
+    """What a batch moved, for the ledger."""
+
+    rows: int
+    child_rows: int
+    bytes: int
+    checksum: str
+    kept: int
+    copy_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    delete_seconds: float = 0.0
+
+
+def _open_batch(ctx: _Move, pks: list) -> MigrationBatch:
+    """Write the batch (keys and key range, state COPYING) in its own commit, before any copy."""
+    hot = _hot()
+    for attempt in range(50):  # parallel range workers of one run race for the next seq
+        seq = (MigrationBatch.objects.using(hot).filter(run=ctx.run).aggregate(m=models.Max("seq"))["m"] or 0) + 1
+        try:
+            with transaction.atomic(using=hot):
+                return MigrationBatch.objects.using(hot).create(
+                    run=ctx.run, seq=seq, state=BatchState.COPYING, pks=[_jsonable(p) for p in pks],
+                    key_low=str(pks[0]), key_high=str(pks[-1]))
+        except IntegrityError:
+            if attempt == 49:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _done_values(done: _Done) -> dict:
+    return dict(state=BatchState.DONE, rows=done.rows, child_rows=done.child_rows, bytes=done.bytes,
+                checksum=done.checksum, kept=done.kept, copy_seconds=done.copy_seconds,
+                verify_seconds=done.verify_seconds, delete_seconds=done.delete_seconds, finished_at=timezone.now())
+
+
+def _record_done(ctx: _Move, batch: MigrationBatch, done: _Done) -> None:
+    """Ledger: the batch is DONE and the run's counters grow (through the ORM on hot)."""
+    hot = _hot()
+    MigrationBatch.objects.using(hot).filter(pk=batch.pk).update(**_done_values(done))
+    MigrationRun.objects.using(hot).filter(pk=ctx.run.pk).update(
+        rows=F("rows") + done.rows, child_rows=F("child_rows") + done.child_rows, bytes=F("bytes") + done.bytes,
+        batches=F("batches") + 1, heartbeat_at=timezone.now())
+
+
+def _summary_checksum(ctx: _Move, low: Any, high: Any, done: _Done, *digests: str) -> str:
+    text = f"{ctx.tiered.label}:{ctx.direction}:{low}:{high}:{done.rows}:{done.child_rows}:{done.bytes}"
+    return hashlib.sha256(":".join((text, *digests)).encode()).hexdigest()
+
+
+# ------------------------------------------------------------- fast path: two SQLite files
+def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
+    """Two SQLite files: the whole batch in ONE transaction on the target connection, source ATTACHed.
+
+    ``BEGIN IMMEDIATE`` write-locks both files, so the batch cannot change from
+    the copy to the delete. The target is ``main`` on purpose: in WAL mode a
+    transaction over attached files commits file by file in attach order,
+    target first, so a crash in between leaves a copy next to its source row
+    (the repair removes it), never a delete without its copy.
+    """
+    conn = connections[ctx.target]
+    if conn.in_atomic_block:
+        raise MoveError("the SQLite fast path cannot run inside transaction.atomic()", ctx.run)
+    conn.ensure_connection()
+    raw = conn.connection
+    source = os.path.abspath(str(connections[ctx.source].settings_dict["NAME"]))
+    parent, children = _tables(ctx.model), [(_tables(c.model), c.fk.column) for c in ctx.tiered.children]
+    where, params = ctx.where_sql
+    in_batch = "IN (SELECT pk FROM temp.tiering_batch)"
+    with conn.cursor() as cur:
+        cur.execute("ATTACH DATABASE %s AS tiering_src", [source])
+        try:
+            cur.execute("PRAGMA main.synchronous", [])
+            cur.execute(f"PRAGMA tiering_src.synchronous = {int(cur.fetchone()[0])}", [])
+            cur.execute("BEGIN IMMEDIATE", [])
+            t0 = time.monotonic()
+            # the batch: keys in the range that are eligible now (the source is write-locked from here on)
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS tiering_batch (pk PRIMARY KEY)", [])
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS tiering_bad (pk PRIMARY KEY)", [])
+            cur.execute("DELETE FROM temp.tiering_batch", [])
+            t = parent
+            cur.execute(f"INSERT INTO temp.tiering_batch (pk) SELECT {t.ref}.{t.pk} FROM tiering_src.{t.table} "
+                        f"AS {t.ref} WHERE {t.ref}.{t.pk} >= %s AND {t.ref}.{t.pk} <= %s AND ({where})",
+                        [pks[0], pks[-1], *params])
+            # 3. copy: parents, then children; rows already in the target are left alone (and verified)
+            _sqlite_copy(cur, parent, children, in_batch)
+            copy_seconds = time.monotonic() - t0
+            _hook("after_copy")
+            # 4. verify: every column compared null-safely, in SQL
+            t0 = time.monotonic()
+            rows, child_rows, nbytes, kept = _sqlite_verify(ctx, cur, parent, children, in_batch)
+            verify_seconds = time.monotonic() - t0
+            _hook("after_verify")
+            # 5. delete: children, then parents still eligible (re-checked in the delete itself)
+            t0 = time.monotonic()
+            deleted_children = 0
+            for c, fk in children:
+                cur.execute(f"DELETE FROM tiering_src.{c.table} WHERE {fk} {in_batch}", [])
+                deleted_children += cur.rowcount
+            _hook("mid_delete")
+            cur.execute(f"DELETE FROM tiering_src.{t.table} WHERE {t.pk} IN (SELECT b.pk FROM temp.tiering_batch b "
+                        f"JOIN tiering_src.{t.table} AS {t.ref} ON {t.ref}.{t.pk} = b.pk WHERE ({where}))", params)
+            if cur.rowcount != rows or deleted_children != child_rows:
+                raise MoveError(f"batch {batch.seq}: deleted {cur.rowcount} rows and {deleted_children} children, "
+                                f"verified {rows} and {child_rows}; rolled back", ctx.run)
+            _hook("after_delete_before_ledger")
+            done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
+            done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
+            # 6. ledger: in the same transaction when it lives in the source file (hot, for TO_COLD)
+            recorded = ctx.source == _hot()
+            if recorded:
+                _sqlite_record_done(cur, ctx, batch, done)
+            moved: list = []
+            if not recorded:
+                cur.execute("SELECT pk FROM temp.tiering_batch", [])
+                moved = [r[0] for r in cur.fetchall()]
+            cur.execute("COMMIT", [])
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+        finally:  # other users of this connection must not lock the source file too
+            if not raw.in_transaction:
+                raw.execute("DETACH DATABASE tiering_src")
+    return done, recorded, moved
+
+
+@dataclass
+class _Table:
+    table: str   # quoted table name
+    ref: str     # quoted alias the compiled policy uses (the table name)
+    pk: str      # quoted primary key column
+    cols: list   # quoted concrete columns
+
+
+def _tables(model) -> _Table:
+    cols = [_qn(f.column) for f in model._meta.concrete_fields]
+    return _Table(_qn(model._meta.db_table), _qn(model._meta.db_table), _qn(model._meta.pk.column), cols)
+
+
+def _sqlite_copy(cur, parent: _Table, children: list, keys: str) -> None:
+    """INSERT OR IGNORE ... SELECT of the batch's parents (``pk {keys}``) and children (``fk {keys}``)."""
+    for t, key in [(parent, parent.pk)] + children:
+        cols = ", ".join(t.cols)
+        cur.execute(f"INSERT OR IGNORE INTO main.{t.table} ({cols}) SELECT {cols} FROM tiering_src.{t.table} "
+                    f"WHERE {key} {keys}", [])
+
+
+def _sqlite_verify(ctx: _Move, cur, parent: _Table, children: list, in_batch: str) -> tuple[int, int, int, int]:
+    """Compare the batch column by column; return (rows, child_rows, bytes, kept).
+
+    Mismatching parents (a stale copy of a crashed attempt, a row written
+    through such a copy) get a fresh copy from the authoritative source and are
+    compared again; what still differs stays in the source, its copy removed.
+    """
+    kept = 0
+    for attempt in range(3):
+        rows, matched, nbytes = _sqlite_compare(cur, parent, f"s.{parent.pk} {in_batch}")
+        ok = rows == matched
+        child_rows = 0
+        for c, fk in children:
+            n, m, b = _sqlite_compare(cur, c, f"s.{fk} {in_batch}")
+            cur.execute(f"SELECT count(*) FROM main.{c.table} WHERE {fk} {in_batch}", [])
+            ok = ok and n == m == cur.fetchone()[0]
+            child_rows, nbytes = child_rows + n, nbytes + b
+        if ok:
+            return rows, child_rows, nbytes, kept
+        if attempt == 2:
+            break
+        bad = _sqlite_bad_keys(cur, parent, children, in_batch)
+        logger.warning("run %s: %s rows of the batch differ in %s; %s", ctx.run.pk, bad, ctx.target,
+                       "copying them again from the source" if attempt == 0 else "they stay in the source")
+        for c, fk in children:
+            cur.execute(f"DELETE FROM main.{c.table} WHERE {fk} IN (SELECT pk FROM temp.tiering_bad)", [])
+        cur.execute(f"DELETE FROM main.{parent.table} WHERE {parent.pk} IN (SELECT pk FROM temp.tiering_bad)", [])
+        if attempt == 0:
+            _sqlite_copy(cur, parent, children, "IN (SELECT pk FROM temp.tiering_bad)")
+        else:
+            cur.execute("DELETE FROM temp.tiering_batch WHERE pk IN (SELECT pk FROM temp.tiering_bad)", [])
+            kept += bad
+    raise MoveError(f"run {ctx.run.pk}: the batch still differs in {ctx.target} after removing the mismatches",
+                    ctx.run)
+
+
+def _sqlite_compare(cur, t: _Table, where: str) -> tuple[int, int, int]:
+    """(source rows, rows with an identical target row, source bytes) of ``t`` for ``where`` on ``s``."""
+    same = " AND ".join(f"d.{c} IS s.{c}" for c in t.cols if c != t.pk)
+    size = " + ".join(f"ifnull(length(s.{c}), 0)" for c in t.cols)
+    cur.execute(f"SELECT count(*), count(d.{t.pk}), total({size}) FROM tiering_src.{t.table} AS s "
+                f"LEFT JOIN main.{t.table} AS d ON d.{t.pk} = s.{t.pk}{' AND ' + same if same else ''} "
+                f"WHERE {where}", [])
+    n, m, b = cur.fetchone()
+    return n, m, int(b)
+
+
+def _sqlite_bad_keys(cur, parent: _Table, children: list, in_batch: str) -> int:
+    """Fill temp.tiering_bad with the parents whose copy (or a child's) differs; return how many."""
+    cur.execute("DELETE FROM temp.tiering_bad", [])
+    for t, key, fk in [(parent, parent.pk, parent.pk)] + [(c, c.pk, fk) for c, fk in children]:
+        same = " AND ".join(f"d.{c} IS s.{c}" for c in t.cols if c != t.pk)
+        cur.execute(f"INSERT OR IGNORE INTO temp.tiering_bad (pk) SELECT s.{fk} FROM tiering_src.{t.table} AS s "
+                    f"LEFT JOIN main.{t.table} AS d ON d.{key} = s.{key}{' AND ' + same if same else ''} "
+                    f"WHERE s.{fk} {in_batch} AND d.{key} IS NULL", [])
+        if t is not parent:  # children in the target that the source does not have
+            cur.execute(f"INSERT OR IGNORE INTO temp.tiering_bad (pk) SELECT d.{fk} FROM main.{t.table} AS d "
+                        f"WHERE d.{fk} {in_batch} AND NOT EXISTS (SELECT 1 FROM tiering_src.{t.table} AS s "
+                        f"WHERE s.{key} = d.{key} AND s.{fk} IS d.{fk})", [])
+    cur.execute("SELECT count(*) FROM temp.tiering_bad", [])
+    return cur.fetchone()[0]
+
+
+def _sqlite_record_done(cur, ctx: _Move, batch: MigrationBatch, done: _Done) -> None:
+    """The ledger update of ``_record_done`` as SQL on the attached hot file, inside the batch transaction."""
+    ops = connections[_hot()].ops
+    values = _done_values(done)
+    values["finished_at"] = ops.adapt_datetimefield_value(values["finished_at"])
+    values["state"] = str(values["state"])
+    sets = ", ".join(f"{_qn(MigrationBatch._meta.get_field(k).column)} = %s" for k in values)
+    cur.execute(f"UPDATE tiering_src.{_qn(MigrationBatch._meta.db_table)} SET {sets} WHERE id = %s",
+                [*values.values(), batch.pk])
+    grow = ", ".join(f'"{k}" = "{k}" + %s' for k in ("rows", "child_rows", "bytes", "batches"))
+    cur.execute(f"UPDATE tiering_src.{_qn(MigrationRun._meta.db_table)} SET {grow}, heartbeat_at = %s "
+                "WHERE id = %s", [done.rows, done.child_rows, done.bytes, 1,
+                                  ops.adapt_datetimefield_value(timezone.now()), ctx.run.pk])
+
+
+# ------------------------------------------------------------- fast path: PostgreSQL pair
+def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
+    """PostgreSQL to PostgreSQL: lock the batch in the source, COPY it into the target, verify by digests.
+
+    Source transaction: ``SELECT ... FOR UPDATE`` of the batch (range + policy)
+    and its children, so nothing changes until the delete. Target transaction:
+    COPY into TEMP staging tables, ``INSERT ... ON CONFLICT DO NOTHING``, then
+    digests computed by PostgreSQL on both sides (same schema and session
+    settings give the same row text); commit. Then the source deletes and
+    commits. A crash between the two commits leaves copies the repair removes.
+    """
+    parent, children = _tables(ctx.model), [(_tables(c.model), _qn(c.fk.column)) for c in ctx.tiered.children]
+    where, params = ctx.where_sql
+    t, keys = parent, _temp_name("tiering_keys", ctx.model._meta.db_table)
+    src_conn, dst_conn = connections[ctx.source], connections[ctx.target]
+    with transaction.atomic(using=ctx.source), src_conn.cursor() as src:
+        t0 = time.monotonic()
+        pk_type = ctx.model._meta.pk.rel_db_type(src_conn)
+        src.execute(f"CREATE TEMP TABLE IF NOT EXISTS {keys} (pk {pk_type} PRIMARY KEY) ON COMMIT DELETE ROWS")
+        src.execute(f"INSERT INTO {keys} SELECT pk FROM (SELECT {t.ref}.{t.pk} AS pk FROM {t.table} "
+                    f"WHERE {t.ref}.{t.pk} >= %s AND {t.ref}.{t.pk} <= %s AND ({where}) "
+                    f"ORDER BY 1 FOR UPDATE) locked", [pks[0], pks[-1], *params])
+        for c, fk in children:
+            src.execute(f"SELECT count(*) FROM (SELECT 1 FROM {c.table} WHERE {fk} IN (SELECT pk FROM {keys}) "
+                        "FOR UPDATE) locked")
+        settings_values = _pg_session(src)
+        with transaction.atomic(using=ctx.target), dst_conn.cursor() as dst:
+            dst.execute("SELECT set_config('TimeZone', %s, true), set_config('DateStyle', %s, true), "
+                        "set_config('IntervalStyle', %s, true), set_config('extra_float_digits', %s, true), "
+                        "set_config('bytea_output', %s, true)", settings_values)
+            # 3. copy: COPY (SELECT ...) TO STDOUT piped into COPY ... FROM STDIN of a staging table
+            stages = {}
+            for c, key in [(parent, parent.pk)] + children:
+                stages[c.table] = stage = _temp_name("tiering_stage", c.table.strip('"'))
+                cols = ", ".join(c.cols)
+                dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {c.table}) ON COMMIT DELETE ROWS")
+                with src.cursor.copy(f"COPY (SELECT {cols} FROM {c.table} WHERE {key} IN (SELECT pk FROM {keys})) "
+                                     "TO STDOUT (FORMAT BINARY)") as reader, \
+                        dst.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
+                    for data in reader:
+                        writer.write(data)
+            _pg_insert(dst, parent, children, stages, None)
+            _advance_sequences(ctx)
+            copy_seconds = time.monotonic() - t0
+            _hook("after_copy")
+            # 4. verify: digests computed by PostgreSQL in both databases
+            t0 = time.monotonic()
+            (rows, child_rows, nbytes, digests), kept = _pg_verify(ctx, src, dst, parent, children, keys, stages)
+            verify_seconds = time.monotonic() - t0
+        _hook("after_verify")  # the target has committed: a crash here leaves copies for the repair
+        # 5. delete: children, then parents still eligible (re-checked in the delete itself)
+        t0 = time.monotonic()
+        deleted_children = 0
+        for c, fk in children:
+            src.execute(f"DELETE FROM {c.table} WHERE {fk} IN (SELECT pk FROM {keys})")
+            deleted_children += src.rowcount
+        _hook("mid_delete")
+        src.execute(f"DELETE FROM {t.table} WHERE {t.ref}.{t.pk} IN (SELECT pk FROM {keys}) AND ({where})", params)
+        if src.rowcount != rows or deleted_children != child_rows:
+            raise MoveError(f"batch {batch.seq}: deleted {src.rowcount} rows and {deleted_children} children, "
+                            f"verified {rows} and {child_rows}; rolled back", ctx.run)
+        _hook("after_delete_before_ledger")
+        done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
+        done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done, *digests)
+        # 6. ledger: in the source transaction when the ledger lives there (hot, for TO_COLD)
+        recorded = ctx.source == _hot()
+        moved: list = []
+        if recorded:
+            _record_done(ctx, batch, done)
+        else:
+            src.execute(f"SELECT pk FROM {keys}")
+            moved = [r[0] for r in src.fetchall()]
+    return done, recorded, moved
+
+
+def _temp_name(prefix: str, table: str) -> str:
+    return _qn(f"{prefix}_{table}"[:63])
+
+
+def _pg_session(cursor) -> list:
+    """The session settings that shape row text; the target adopts the source's for the batch."""
+    cursor.execute("SELECT current_setting('TimeZone'), current_setting('DateStyle'), "
+                   "current_setting('IntervalStyle'), current_setting('extra_float_digits'), "
+                   "current_setting('bytea_output')")
+    return list(cursor.fetchone())
+
+
+def _pg_insert(dst, parent: _Table, children: list, stages: dict, only: list | None) -> None:
+    """Insert staged rows missing from the target (all, or those of the parents ``only``)."""
+    for t, key in [(parent, parent.pk)] + children:
+        cols = ", ".join(t.cols)
+        filt = f" WHERE {key} = ANY(%s)" if only is not None else ""
+        dst.execute(f"INSERT INTO {t.table} ({cols}) SELECT {cols} FROM {stages[t.table]}{filt} "
+                    f"ON CONFLICT ({t.pk}) DO NOTHING", [only] if only is not None else [])
+
+
+def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, stages: dict):
+    """Compare count and digest of parents and children in both tiers; return (totals, kept).
+
+    Mismatching parents are found row by row, re-copied from the staging
+    tables (the source is authoritative) and compared again; what still
+    differs stays in the source, its copy removed.
+    """
+    kept = 0
+    for attempt in range(3):
+        source = _pg_digests(src, parent, children, f"IN (SELECT pk FROM {keys})")
+        target = _pg_digests(dst, parent, children, f"IN (SELECT {parent.pk} FROM {stages[parent.table]})")
+        if source == target:
+            rows, nbytes, digest = source[0]
+            return (rows, sum(c[0] for c in source[1:]), nbytes + sum(c[1] for c in source[1:]),
+                    [d for _, _, d in source]), kept
+        if attempt == 2:
+            break
+        differ = (_pg_row_digests(src, parent, children, f"IN (SELECT pk FROM {keys})") ^
+                  _pg_row_digests(dst, parent, children, f"IN (SELECT {parent.pk} FROM {stages[parent.table]})"))
+        bad = sorted({k for k, _ in differ})
+        logger.warning("run %s: %s rows of the batch differ in %s; %s", ctx.run.pk, len(bad), ctx.target,
+                       "copying them again from the source" if attempt == 0 else "they stay in the source")
+        for c, fk in children:
+            dst.execute(f"DELETE FROM {c.table} WHERE {fk} = ANY(%s)", [bad])
+        dst.execute(f"DELETE FROM {parent.table} WHERE {parent.pk} = ANY(%s)", [bad])
+        if attempt == 0:
+            _pg_insert(dst, parent, children, stages, bad)
+        else:
+            src.execute(f"DELETE FROM {keys} WHERE pk = ANY(%s)", [bad])
+            dst.execute(f"DELETE FROM {stages[parent.table]} WHERE {parent.pk} = ANY(%s)", [bad])
+            kept += len(bad)
+    raise MoveError(f"run {ctx.run.pk}: the batch still differs in {ctx.target} after removing the mismatches",
+                    ctx.run)
+
+
+def _pg_digests(cursor, parent: _Table, children: list, keys: str) -> list[tuple]:
+    """(rows, bytes, md5 of the rows' text in key order) for the parents and each child table."""
+    out = []
+    for t, key in [(parent, parent.pk)] + children:
+        cursor.execute(f"SELECT count(*), coalesce(sum(length(r)), 0), md5(coalesce(string_agg(md5(r), '' "
+                       f"ORDER BY k), '')) FROM (SELECT x.{t.pk} AS k, x::text AS r FROM "
+                       f"(SELECT {', '.join(t.cols)} FROM {t.table} WHERE {key} {keys}) x) y")
+        out.append(tuple(cursor.fetchone()))
+    return out
+
+
+def _pg_row_digests(cursor, parent: _Table, children: list, keys: str) -> set:
+    """{(parent key, digest of the parent row or of one child table's rows)} for a drill-down."""
+    out = set()
+    for n, (t, key) in enumerate([(parent, parent.pk)] + children):
+        cursor.execute(f"SELECT x.{key}, md5(string_agg(md5(x::text), '' ORDER BY x.{t.pk})) FROM "
+                       f"(SELECT {', '.join(t.cols)} FROM {t.table} WHERE {key} {keys}) x GROUP BY x.{key}")
+        out.update((k, f"{n}:{d}") for k, d in cursor.fetchall())
+    return out
+
+
+# --------------------------------------------------------------- portable path: the ORM
+def _batch_orm(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
+    """Any pair: bulk_create copies, content hashes computed in Python, verify and delete under row locks."""
+    t0 = time.monotonic()
+    inserted, written = _copy(ctx, pks)
+    _advance_sequences(ctx)
+    copy_seconds = time.monotonic() - t0
+    _set(batch, state=BatchState.COPIED, copy_seconds=copy_seconds)
+    _hook("after_copy")
+    t0 = time.monotonic()
+    moved, checksum, nbytes, child_rows = _verify_and_delete(ctx, pks, written, inserted)
+    delete_seconds = time.monotonic() - t0
+    _hook("after_delete_before_ledger")
+    kept = len([pk for pk in pks if pk not in moved])
+    return _Done(len(moved), child_rows, nbytes, checksum, kept, copy_seconds, 0.0, delete_seconds), False, list(moved)
+
+
 def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
-    """Insert parents then children of ``pks`` missing from the target.
+    """Insert parents then children of ``pks`` missing from the target (ORM path).
 
     Returns the keys inserted and the hash of each copy as written, read inside
     the copy transaction (so no application write can have touched it yet).
@@ -377,77 +738,15 @@ def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
     if not todo:
         return [], {}
     parts = [(ctx.model, ctx.model._meta.pk)] + [(c.model, c.fk) for c in ctx.tiered.children]
-    if ctx.path == "sqlite":
-        written = _copy_sqlite(ctx, parts, todo)
-    elif ctx.path == "pg_copy":
-        written = _copy_pg(ctx, parts, todo)
-    else:
-        written = _copy_orm(ctx, parts, todo)
-    return todo, written
-
-
-def _copy_sqlite(ctx: _Move, parts, pks: list) -> dict:
-    """Two SQLite files: the source ATTACHed to the target connection, INSERT ... SELECT.
-
-    ATTACH cannot run inside a transaction, so it runs in autocommit mode and
-    the copy opens a plain (deferred) BEGIN itself: it write-locks the target
-    file only, and reads the source without blocking its writers (WAL).
-    """
-    conn = connections[ctx.target]
-    if conn.in_atomic_block:
-        raise MoveError("the SQLite fast path cannot run inside transaction.atomic()", ctx.run)
-    conn.ensure_connection()
-    raw = conn.connection
-    source = os.path.abspath(str(connections[ctx.source].settings_dict["NAME"]))
-    raw.execute("ATTACH DATABASE ? AS tiering_src", [source])
-    raw.execute("BEGIN")
-    try:
-        for model, key in parts:
-            cols = ", ".join(_qn(f.column) for f in model._meta.concrete_fields)
-            table = _qn(model._meta.db_table)
-            for chunk in _chunks(pks, 30000):
-                raw.execute(
-                    f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM tiering_src.{table} "
-                    f"WHERE {_qn(key.column)} IN ({', '.join('?' * len(chunk))})", chunk)
-        written, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=False)
-        raw.execute("COMMIT")
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        raise
-    finally:  # a later BEGIN IMMEDIATE on this connection must not lock the source file too
-        if not raw.in_transaction:
-            raw.execute("DETACH DATABASE tiering_src")
-    return written
-
-
-def _copy_pg(ctx: _Move, parts, pks: list) -> dict:
-    """PostgreSQL to PostgreSQL: COPY (SELECT ...) TO STDOUT streamed into COPY ... FROM STDIN."""
-    with transaction.atomic(using=ctx.target), connections[ctx.source].cursor() as src, \
-            connections[ctx.target].cursor() as dst:
-        for model, key in parts:
-            cols = ", ".join(_qn(f.column) for f in model._meta.concrete_fields)
-            table = _qn(model._meta.db_table)
-            out = f"COPY (SELECT {cols} FROM {table} WHERE {_qn(key.column)} = ANY(%s)) TO STDOUT (FORMAT BINARY)"
-            with src.cursor.copy(out, [pks]) as reader, \
-                    dst.cursor.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
-                for data in reader:
-                    writer.write(data)
-        written, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=False)
-    return written
-
-
-def _copy_orm(ctx: _Move, parts, pks: list) -> dict:
-    """Any pair: read with the ORM, bulk_create in the target."""
     with transaction.atomic(using=ctx.target):
         for model, key in parts:
             fields = model._meta.concrete_fields
             names = [f.attname for f in fields]
-            rows = model._base_manager.using(ctx.source).filter(**{f"{key.attname}__in": pks}).values_list(*names)
+            rows = model._base_manager.using(ctx.source).filter(**{f"{key.attname}__in": todo}).values_list(*names)
             objs = [model(**dict(zip(names, row))) for row in rows]
             model._base_manager.using(ctx.target).bulk_create(objs, batch_size=500)
-        written, _, _ = _group_hashes(ctx, ctx.target, pks, eligible_only=False, lock=False)
-    return written
+        written, _, _ = _group_hashes(ctx, ctx.target, todo, eligible_only=False, lock=False)
+    return todo, written
 
 
 def _advance_sequences(ctx: _Move) -> None:
@@ -469,9 +768,8 @@ def _advance_sequences(ctx: _Move) -> None:
                 [table, pk.column])
 
 
-# ------------------------------------------------------------------- 4 + 5. verify and delete
 def _verify_and_delete(ctx: _Move, pks: list, written: dict, inserted: list) -> tuple[set, str, int, int]:
-    """Lock both sides, re-check eligibility, compare hashes, delete what moved; return the moved keys.
+    """ORM path: lock both sides, re-check eligibility, compare hashes, delete what moved.
 
     Per parent, with ``s``/``t`` the source/target hashes now and ``w`` the copy as written:
     ``s == t``: verified, the source row is deleted. ``s == w != t``: the application
@@ -501,6 +799,7 @@ def _verify_and_delete(ctx: _Move, pks: list, written: dict, inserted: list) -> 
     return done, checksum, nbytes, child_rows
 
 
+# ------------------------------------------------------------------------- shared helpers
 def _group_hashes(ctx: _Move, alias: str, pks: list, *, eligible_only: bool, lock: bool):
     """Hash each parent with all its children in ``alias``.
 
@@ -542,9 +841,29 @@ def _group_hashes(ctx: _Move, alias: str, pks: list, *, eligible_only: bool, loc
 
 
 def _eligible_q(ctx: _Move) -> Q:
-    """The policy re-check of the delete (TO_COLD); TO_HOT re-checks the run's filter."""
-    q = ctx.tiered.policy.cold_q(ctx.now) if ctx.direction == Direction.TO_COLD else Q()
+    """The policy re-check of the delete (TO_COLD, without held rows); TO_HOT re-checks the run's filter."""
+    q = Q()
+    if ctx.direction == Direction.TO_COLD:
+        q = ctx.tiered.policy.cold_q(ctx.now)
+        held = ctx.held_pks()
+        if held:
+            q &= ~Q(pk__in=[ctx.model._meta.pk.to_python(k) for k in held])
     return q & getattr(ctx, "where_q", Q())
+
+
+def _where_sql(ctx: _Move) -> tuple[str, list] | None:
+    """``_eligible_q`` as SQL on the source table (columns as "table"."column"); None if it needs joins."""
+    query = ctx.model._base_manager.using(ctx.source).filter(_eligible_q(ctx)).query
+    if len(query.alias_map) > 1:
+        return None
+    compiler = query.get_compiler(using=ctx.source)
+    try:
+        sql, params = compiler.compile(query.where)
+    except FullResultSet:
+        return "1 = 1", []
+    except EmptyResultSet:
+        return "1 = 0", []
+    return sql or "1 = 1", list(params)
 
 
 def _remove_copies(ctx: _Move, pks: list) -> None:
@@ -582,15 +901,14 @@ def _mark_restored(ctx: _Move, pks: list) -> None:
                  for k in labels if k not in existing])
 
 
-def _fail_batch(ctx: _Move, batch: MigrationBatch, inserted: list, exc: BaseException) -> None:
-    """Record the failure; undo the copy when the target answers, else leave it to the repair."""
+def _fail_batch(ctx: _Move, batch: MigrationBatch, exc: BaseException) -> None:
+    """Record the failure; undo the copies when the target answers, else leave them to the repair."""
     error = f"{type(exc).__name__}: {exc}"
     state = BatchState.FAILED
     if isinstance(exc, Exception):
         try:
-            src = set(ctx.model._base_manager.using(ctx.source).filter(pk__in=inserted).values_list("pk", flat=True))
-            _remove_copies(ctx, [pk for pk in inserted if pk in src])
-            if not inserted or len(src) == len(inserted):
+            finished, _ = _undo_copies(ctx, batch)
+            if not finished:
                 state = BatchState.UNDONE
         except Exception as cleanup:  # the repair of the next run finishes it
             error += f" (copy not removed yet: {type(cleanup).__name__}: {cleanup})"
@@ -598,6 +916,30 @@ def _fail_batch(ctx: _Move, batch: MigrationBatch, inserted: list, exc: BaseExce
         _set(batch, state=state, error=error, finished_at=timezone.now())
     except Exception:
         logger.exception("run %s: could not record the failure of batch %s", ctx.run.pk, batch.seq)
+
+
+def _undo_copies(ctx: _Move, batch: MigrationBatch) -> tuple[list, int]:
+    """Remove target copies of the batch's key range whose source row still exists (the source is
+    authoritative); return the batch keys already gone from the source (moved) and the copies removed.
+
+    It works from the key range, so copies of rows that became eligible after
+    the keys were recorded are found too.
+    """
+    to_python = ctx.model._meta.pk.to_python
+    pks = [to_python(p) for p in batch.pks]
+    target = ctx.model._base_manager.using(ctx.target)
+    if batch.key_low and batch.key_high:
+        copies = list(target.filter(pk__gte=to_python(batch.key_low), pk__lte=to_python(batch.key_high))
+                      .values_list("pk", flat=True))
+    else:
+        copies = list(target.filter(pk__in=pks).values_list("pk", flat=True))
+    source = ctx.model._base_manager.using(ctx.source)
+    present = set()
+    for chunk in _chunks(sorted(set(copies) | set(pks)), 10000):
+        present.update(source.filter(pk__in=chunk).values_list("pk", flat=True))
+    undo = [pk for pk in copies if pk in present]
+    _remove_copies(ctx, undo)
+    return [pk for pk in pks if pk not in present], len(undo)
 
 
 # --------------------------------------------------------------------------- 1. lock, repair
@@ -666,15 +1008,10 @@ def _repair(ctx: _Move) -> None:
                .exclude(run__trigger="promote", run__state=RunState.RUNNING, run__heartbeat_at__gte=fresh)
                .select_related("run").order_by("run_id", "seq"))
     for batch in batches:
-        pk_field = ctx.model._meta.pk
-        pks = [pk_field.to_python(p) for p in batch.pks]
-        present = set(ctx.model._base_manager.using(ctx.source).filter(pk__in=pks).values_list("pk", flat=True))
-        undo = [pk for pk in pks if pk in present]
-        finished = [pk for pk in pks if pk not in present]
-        _remove_copies(ctx, undo)
+        finished, undone = _undo_copies(ctx, batch)
         if ctx.direction == Direction.TO_HOT:
             _mark_restored(ctx, finished)
-        note = f"repaired by run {ctx.run.pk}: {len(finished)} rows finished, {len(undo)} copies removed"
+        note = f"repaired by run {ctx.run.pk}: {len(finished)} rows finished, {undone} copies removed"
         _set(batch, state=BatchState.DONE if finished else BatchState.UNDONE,
              error=(batch.error + "; " if batch.error else "") + note, finished_at=timezone.now())
         logger.warning("run %s: batch %s of run %s %s", ctx.run.pk, batch.seq, batch.run_id, note)
@@ -740,6 +1077,11 @@ def _selection(ctx: _Move, pks, where, key_range) -> models.QuerySet:
         if high is not None:
             where_q &= Q(pk__lt=high)
     ctx.where_q = where_q
+    if ctx.path != "orm":
+        ctx.where_sql = _where_sql(ctx)
+        if ctx.where_sql is None:
+            logger.info("%s: the selection needs joins; moving it on the portable ORM path", ctx.tiered.label)
+            ctx.path = "orm"
     return qs.filter(_eligible_q(ctx))
 
 
