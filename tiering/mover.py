@@ -275,7 +275,7 @@ class _Move:
 def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, progress) -> bool:
     """Move batch after batch; return True when stopped early by limit or max_runtime."""
     cap = batch_size or tiering_settings.BATCH_SIZE
-    size = min(cap, 200)
+    size = min(cap, 1000)
     total = selection.count()
     total = min(total, limit) if limit is not None else total
     started, last_pk, moved, done = time.monotonic(), None, 0, {"rows": 0, "batches": 0, "bytes": 0}
@@ -303,7 +303,7 @@ def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, p
         if progress is not None:
             progress(MoveProgress(done["rows"], done["batches"], done["bytes"], total))
         # size the next batch by time, within the cap
-        factor = min(2.0, max(0.5, tiering_settings.BATCH_TARGET_SECONDS / max(elapsed, 1e-3)))
+        factor = min(4.0, max(0.5, tiering_settings.BATCH_TARGET_SECONDS / max(elapsed, 1e-3)))
         size = int(min(cap, max(MIN_BATCH, size * factor)))
         if sleep:
             time.sleep(sleep)
@@ -432,8 +432,7 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
                 cur.execute(f"DELETE FROM tiering_src.{c.table} WHERE {fk} {in_batch}", [])
                 deleted_children += cur.rowcount
             _hook("mid_delete")
-            cur.execute(f"DELETE FROM tiering_src.{t.table} WHERE {t.pk} IN (SELECT b.pk FROM temp.tiering_batch b "
-                        f"JOIN tiering_src.{t.table} AS {t.ref} ON {t.ref}.{t.pk} = b.pk WHERE ({where}))", params)
+            cur.execute(f"DELETE FROM tiering_src.{t.table} WHERE {t.pk} {in_batch} AND ({where})", params)
             if cur.rowcount != rows or deleted_children != child_rows:
                 raise MoveError(f"batch {batch.seq}: deleted {cur.rowcount} rows and {deleted_children} children, "
                                 f"verified {rows} and {child_rows}; rolled back", ctx.run)
@@ -569,6 +568,8 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
     settings give the same row text); commit. Then the source deletes and
     commits. A crash between the two commits leaves copies the repair removes.
     """
+    import psycopg  # the PostgreSQL driver, needed on this path only
+
     parent, children = _tables(ctx.model), [(_tables(c.model), _qn(c.fk.column)) for c in ctx.tiered.children]
     where, params = ctx.where_sql
     t, keys = parent, _temp_name("tiering_keys", ctx.model._meta.db_table)
@@ -580,32 +581,33 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
         src.execute(f"INSERT INTO {keys} SELECT pk FROM (SELECT {t.ref}.{t.pk} AS pk FROM {t.table} "
                     f"WHERE {t.ref}.{t.pk} >= %s AND {t.ref}.{t.pk} <= %s AND ({where}) "
                     f"ORDER BY 1 FOR UPDATE) locked", [pks[0], pks[-1], *params])
-        for c, fk in children:
-            src.execute(f"SELECT count(*) FROM (SELECT 1 FROM {c.table} WHERE {fk} IN (SELECT pk FROM {keys}) "
-                        "FOR UPDATE) locked")
+        # the children are locked by the first digest of the source (nothing is added: the FK waits on the parents)
+        source = _pg_digests(src, parent, children, f"IN (SELECT pk FROM {keys})", lock=True)
         settings_values = _pg_session(src)
         with transaction.atomic(using=ctx.target), dst_conn.cursor() as dst:
             dst.execute("SELECT set_config('TimeZone', %s, true), set_config('DateStyle', %s, true), "
                         "set_config('IntervalStyle', %s, true), set_config('extra_float_digits', %s, true), "
                         "set_config('bytea_output', %s, true)", settings_values)
-            # 3. copy: COPY (SELECT ...) TO STDOUT piped into COPY ... FROM STDIN of a staging table
-            stages = {}
-            for c, key in [(parent, parent.pk)] + children:
-                stages[c.table] = stage = _temp_name("tiering_stage", c.table.strip('"'))
-                cols = ", ".join(c.cols)
-                dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {c.table}) ON COMMIT DELETE ROWS")
-                with src.cursor.copy(f"COPY (SELECT {cols} FROM {c.table} WHERE {key} IN (SELECT pk FROM {keys})) "
-                                     "TO STDOUT (FORMAT BINARY)") as reader, \
-                        dst.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
-                    for data in reader:
-                        writer.write(data)
-            _pg_insert(dst, parent, children, stages, None)
+            # 3. copy: COPY (SELECT ...) TO STDOUT piped into COPY ... FROM STDIN, straight into the tables;
+            # if a key is there already (a stale copy) into staging tables, then INSERT ... ON CONFLICT
+            src.execute(f"SELECT coalesce(array_agg(pk), '{{}}') FROM {keys}")
+            in_target: tuple[str, list] = ("= ANY(%s)", [src.fetchone()[0]])
+            stages = None
+            try:
+                with transaction.atomic(using=ctx.target):  # a savepoint
+                    _pg_copy(src, dst, parent, children, keys, None)
+            except psycopg.IntegrityError:
+                stages = {c.table: _temp_name("tiering_stage", c.table.strip('"')) for c, _ in [(parent, 0)] + children}
+                _pg_copy(src, dst, parent, children, keys, stages)
+                _pg_insert(dst, parent, children, stages, None)
+                in_target = (f"IN (SELECT {parent.pk} FROM {stages[parent.table]})", [])
             _advance_sequences(ctx)
             copy_seconds = time.monotonic() - t0
             _hook("after_copy")
             # 4. verify: digests computed by PostgreSQL in both databases
             t0 = time.monotonic()
-            (rows, child_rows, nbytes, digests), kept = _pg_verify(ctx, src, dst, parent, children, keys, stages)
+            (rows, child_rows, nbytes, digests), kept = _pg_verify(ctx, src, dst, parent, children, keys, stages,
+                                                                   source, in_target)
             verify_seconds = time.monotonic() - t0
         _hook("after_verify")  # the target has committed: a crash here leaves copies for the repair
         # 5. delete: children, then parents still eligible (re-checked in the delete itself)
@@ -633,6 +635,32 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
     return done, recorded, moved
 
 
+def _pg_copy(src, dst, parent: _Table, children: list, keys: str, stages: dict | None) -> None:
+    """COPY the batch's parents and children from the source into the target tables (or ``stages``)."""
+    for t, key in [(parent, parent.pk)] + children:
+        cols = ", ".join(t.cols)
+        into = t.table
+        if stages is not None:
+            into = stages[t.table]
+            dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {into} (LIKE {t.table}) ON COMMIT DELETE ROWS")
+        with src.cursor.copy(f"COPY (SELECT {cols} FROM {t.table} WHERE {key} IN (SELECT pk FROM {keys})) "
+                             "TO STDOUT (FORMAT BINARY)") as reader, \
+                dst.cursor.copy(f"COPY {into} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
+            _pipe(reader, writer)
+
+
+def _pipe(reader, writer, size: int = 1 << 20) -> None:
+    """Stream COPY data from one connection to the other in large writes (reads come a row at a time)."""
+    buffer = bytearray()
+    for data in reader:
+        buffer += data
+        if len(buffer) >= size:
+            writer.write(buffer)
+            buffer = bytearray()
+    if buffer:
+        writer.write(buffer)
+
+
 def _temp_name(prefix: str, table: str) -> str:
     return _qn(f"{prefix}_{table}"[:63])
 
@@ -654,7 +682,8 @@ def _pg_insert(dst, parent: _Table, children: list, stages: dict, only: list | N
                     f"ON CONFLICT ({t.pk}) DO NOTHING", [only] if only is not None else [])
 
 
-def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, stages: dict):
+def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, stages: dict | None, source: list,
+               in_target: tuple[str, list]):
     """Compare count and digest of parents and children in both tiers; return (totals, kept).
 
     Mismatching parents are found row by row, re-copied from the staging
@@ -663,13 +692,14 @@ def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, 
     """
     kept = 0
     for attempt in range(3):
-        source = _pg_digests(src, parent, children, f"IN (SELECT pk FROM {keys})")
-        target = _pg_digests(dst, parent, children, f"IN (SELECT {parent.pk} FROM {stages[parent.table]})")
+        if attempt:
+            source = _pg_digests(src, parent, children, f"IN (SELECT pk FROM {keys})")
+        target = _pg_digests(dst, parent, children, in_target[0], params=in_target[1])
         if source == target:
             rows, nbytes, digest = source[0]
             return (rows, sum(c[0] for c in source[1:]), nbytes + sum(c[1] for c in source[1:]),
-                    [d for _, _, d in source]), kept
-        if attempt == 2:
+                    [str(d) for _, _, d in source]), kept
+        if attempt == 2 or stages is None:  # copied straight in: a difference is not a stale copy
             break
         differ = (_pg_row_digests(src, parent, children, f"IN (SELECT pk FROM {keys})") ^
                   _pg_row_digests(dst, parent, children, f"IN (SELECT {parent.pk} FROM {stages[parent.table]})"))
@@ -689,13 +719,15 @@ def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, 
                     ctx.run)
 
 
-def _pg_digests(cursor, parent: _Table, children: list, keys: str) -> list[tuple]:
-    """(rows, bytes, md5 of the rows' text in key order) for the parents and each child table."""
+def _pg_digests(cursor, parent: _Table, children: list, keys: str, lock: bool = False,
+                params: list = ()) -> list[tuple]:
+    """(rows, bytes, digest) of the parents and of each child table: the digest is the exact sum
+    of a 64-bit hash of each row's text (no sort needed; a drill-down finds the rows that differ)."""
     out = []
     for t, key in [(parent, parent.pk)] + children:
-        cursor.execute(f"SELECT count(*), coalesce(sum(length(r)), 0), md5(coalesce(string_agg(md5(r), '' "
-                       f"ORDER BY k), '')) FROM (SELECT x.{t.pk} AS k, x::text AS r FROM "
-                       f"(SELECT {', '.join(t.cols)} FROM {t.table} WHERE {key} {keys}) x) y")
+        cursor.execute(f"SELECT count(*), coalesce(sum(length(r)), 0), coalesce(sum(hashtextextended(r, 0)"
+                       f"::numeric), 0) FROM (SELECT x::text AS r FROM (SELECT {', '.join(t.cols)} FROM {t.table} "
+                       f"WHERE {key} {keys}{' FOR UPDATE' if lock else ''}) x) y", list(params))
         out.append(tuple(cursor.fetchone()))
     return out
 
