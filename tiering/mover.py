@@ -10,32 +10,53 @@ One run of ``move()``:
    copy is removed); once it is gone the target copy *is* the row.
 2. **Select** the next batch of keys in key order (keyset, never OFFSET) with
    the cutoff ``now`` fixed once per run; the batch size adapts to
-   ``BATCH_TARGET_SECONDS`` within the ``batch_size`` cap. The keys are
-   written to the ledger (``MigrationBatch``, state COPYING) *before* the copy.
-3. **Copy** parents, then their ``Tiering.related`` children, in one target
-   transaction. Keys already present in the target are not inserted again, so
-   a retried batch neither fails nor duplicates. Paths: ``sqlite`` (ATTACH +
-   INSERT ... SELECT), ``pg_copy`` (COPY TO STDOUT piped into COPY FROM STDIN),
-   ``orm`` (bulk_create) for every other pair.
-4. **Verify** inside the source transaction that also deletes: the batch is
-   locked (PostgreSQL ``SELECT ... FOR UPDATE`` of parents and children; SQLite
-   ``BEGIN IMMEDIATE``), re-selected with the policy (still eligible?), and a
-   content hash per parent (the parent and all its children, values normalised
-   so SQLite and PostgreSQL agree) is compared with the target's.
-5. **Delete** from the source, with raw deletes (children, then parents), only
-   the rows whose hashes match. A row changed since its copy or no longer
-   eligible stays in the source and its copy is removed from the target, so
-   no concurrent update is lost and no row ends in both tiers.
+   ``BATCH_TARGET_SECONDS`` within the ``batch_size`` cap. The keys and the key
+   range are written to the ledger (``MigrationBatch``, state COPYING) in their
+   own commit *before* the copy: the repair works from the range.
+3. **Copy** parents, then their ``Tiering.related`` children. Keys already in
+   the target are not inserted again, so a retried batch neither fails nor
+   duplicates.
+4. **Verify**: the copy is compared with the source, and only what matches is
+   deleted.
+5. **Delete** children, then parents, re-checking the policy in the delete. A
+   row changed since its copy or no longer eligible stays in the source and its
+   copy is removed, so no concurrent update is lost and no row ends in both tiers.
 6. **Ledger**: the batch becomes DONE with rows, bytes, checksum, timings and
    the number of rows kept; ``batch_done`` is sent. ``run_finished`` (and
-   ``run_failed``) at the end; errors are logged on ``tiering.mover`` with the
-   run id.
+   ``run_failed``) at the end; errors are logged on ``tiering.mover``.
 
-Batch states in the ledger: COPYING (keys recorded) -> COPIED -> DONE, or
-UNDONE/FAILED. Verification and deletion share one source transaction, so a
-batch is never left "verified but not deleted": after a crash the repair looks
-at the rows themselves. ``HOTCOLD_TEST_CRASH_AT=step:n`` (test subprocesses
-only) kills the process at a named step: after_copy, after_verify, mid_delete,
+Three paths do steps 3-6:
+
+- ``sqlite`` (two SQLite files): ONE transaction (``BEGIN IMMEDIATE``) on the
+  target connection with the source ATTACHed: the eligible keys of the range
+  into a temp table, ``INSERT OR IGNORE ... SELECT`` parents and children, a
+  join comparing every column null-safely (``IS``), deletes, and the ledger
+  (when it lives in the source file). The target is ``main`` so that, in WAL
+  mode, it commits first: a crash between the two files' commits leaves copies
+  next to their source rows, never deletes without copies.
+- ``pg_copy`` (two PostgreSQL databases): the source transaction locks the
+  batch (``FOR UPDATE``, children included) and digests it; ``COPY ... TO
+  STDOUT`` is piped into ``COPY ... FROM STDIN`` of the target tables (staging
+  tables + ``INSERT ... ON CONFLICT DO NOTHING`` when stale copies are there);
+  PostgreSQL digests both sides (count + exact sum of a 64-bit hash of each
+  row's text, with the source's session settings); the target commits, then
+  the source deletes and commits (with the ledger for TO_COLD).
+- ``orm`` (any other pair, and selections that need joins): bulk_create, then a
+  Python content hash per parent (with children) compared under row locks in
+  both tiers; a write made to the copy between copy and verify wins.
+
+On the SQL paths a mismatching row (a stale copy of a crashed attempt or a row
+written through it) is copied again from the authoritative source and compared
+again; what still differs stays in the source, its copy removed. The SQLite
+checksum in the ledger is a digest of the verified batch summary (SQLite has no
+hash function; the verify itself compares every column).
+
+Batch states in the ledger: COPYING (keys recorded) -> [COPIED, orm] -> DONE, or
+UNDONE/FAILED. After a crash the repair looks at the rows of each open batch's
+key range: a key in both tiers gets its copy removed (the source is
+authoritative); a key gone from the source was moved. ``HOTCOLD_TEST_CRASH_AT=step:n``
+(test subprocesses only) kills the process at a named step: after_copy,
+after_verify (on PostgreSQL after the target commit), mid_delete,
 after_delete_before_ledger.
 
 Restored rows (TO_HOT) get a fresh mark so the next archive run does not send
@@ -44,8 +65,7 @@ now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COL
 skips held rows for the time policy's ``older_than`` after the restore.
 
 Known limits: PostgreSQL aliases on one server and database are still copied
-with COPY (no INSERT ... SELECT shortcut); the row hash reads rows in Python (verify costs one read of the
-batch in each tier); ``auto_now`` fields would be re-stamped by the ``orm``
+with COPY (no INSERT ... SELECT shortcut); ``auto_now`` fields would be re-stamped by the ``orm``
 path; a source row deleted by the application while its batch was half-done
 is kept from its target copy by the repair.
 """
