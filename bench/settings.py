@@ -25,7 +25,8 @@ DEBUG = False
 TIERING = {
     "HOT": "default",
     "COLD": "cold",
-    "BATCH_SIZE": int(os.environ.get("TIERING_BATCH_SIZE", 1000)),
     "RUN_IN_PROCESS": True,
 }
+if os.environ.get("TIERING_BATCH_SIZE"):
+    TIERING["BATCH_SIZE"] = int(os.environ["TIERING_BATCH_SIZE"])
 LOGGING = {"version": 1, "disable_existing_loggers": False}

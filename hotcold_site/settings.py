@@ -113,9 +113,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TIERING = {
     "HOT": "default",
     "COLD": "cold",
-    "BATCH_SIZE": int(os.environ.get("TIERING_BATCH_SIZE", 1000)),
     "RUN_IN_PROCESS": env_bool("TIERING_RUN_IN_PROCESS", False),
 }
+if os.environ.get("TIERING_BATCH_SIZE"):
+    TIERING["BATCH_SIZE"] = int(os.environ["TIERING_BATCH_SIZE"])
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
