@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "MOVE_PATH": None,
     # Run dashboard "Run now" moves in the web process instead of through Celery.
     "RUN_IN_PROCESS": False,
+    # Tier row and byte gauges of /metrics are recomputed at most this often (and after each run).
+    "METRICS_REFRESH_SECONDS": 60,
 }
 
 

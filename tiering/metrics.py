@@ -32,7 +32,6 @@ from .signals import batch_done, run_failed, run_finished
 
 logger = logging.getLogger("tiering.metrics")
 
-DEFAULT_REFRESH_SECONDS = 60.0
 
 ROWS_MOVED = Counter(
     "tiering_rows_moved", "Rows of tiered models moved between tiers.", ["model", "direction"]
@@ -82,7 +81,7 @@ _refreshed_at: float | None = None  # time.monotonic() of the last refresh
 
 
 def refresh_seconds() -> float:
-    return float((getattr(settings, "TIERING", {}) or {}).get("METRICS_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS))
+    return float(tiering_settings.METRICS_REFRESH_SECONDS)
 
 
 def invalidate() -> None:
