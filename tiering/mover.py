@@ -85,7 +85,6 @@ from datetime import date, datetime, time as dtime, timedelta, timezone as dt_ti
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 
-from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import IntegrityError, connections, models, transaction
 from django.db.models import F, Q
@@ -1147,7 +1146,7 @@ def _hold_period(policy) -> timedelta | None:
 
 
 def _choose_path(direction: str, forced: str | None) -> str:
-    forced = forced or (getattr(settings, "TIERING", {}) or {}).get("MOVE_PATH")
+    forced = forced or tiering_settings.MOVE_PATH
     if forced:
         if forced not in PATHS:
             raise ValueError(f"Unknown move path {forced!r}; choose one of {', '.join(PATHS)}")
