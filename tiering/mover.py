@@ -423,8 +423,9 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
     with conn.cursor() as cur:
         cur.execute("ATTACH DATABASE %s AS tiering_src", [source])
         try:
-            cur.execute("PRAGMA main.synchronous", [])
-            cur.execute(f"PRAGMA tiering_src.synchronous = {int(cur.fetchone()[0])}", [])
+            for pragma in ("synchronous", "cache_size"):  # the source gets the target's settings
+                cur.execute(f"PRAGMA main.{pragma}", [])
+                cur.execute(f"PRAGMA tiering_src.{pragma} = {int(cur.fetchone()[0])}", [])
             cur.execute("BEGIN IMMEDIATE", [])
             t0 = time.monotonic()
             # the batch: keys in the range that are eligible now (the source is write-locked from here on)
