@@ -553,10 +553,58 @@ class _Rows:
 
     def head_key(self, offset: int = 0, reverse: bool = False) -> tuple | None:
         """The sort key at ``offset`` (or of the last row with ``reverse``), one small query."""
-        qs = self.qs.reverse() if reverse else self.qs
-        row = qs.values_list(*(f.name for f in self.sort))[offset : offset + 1]
-        row = list(row)
-        return tuple(f.key(v) for f, v in zip(self.sort, row[0])) if row else None
+        shape = _probe_shape(self.qs, self.sort, offset, reverse)
+        probe = _PROBES.get(shape) if shape is not None else None
+        if probe is None:
+            qs = self.qs.reverse() if reverse else self.qs
+            qs = qs.values_list(*(f.name for f in self.sort))[offset : offset + 1]
+            if shape is None:
+                rows = list(qs)
+                return tuple(f.key(v) for f, v in zip(self.sort, rows[0])) if rows else None
+            compiler = qs.query.get_compiler(using=qs.db)
+            probe = (compiler, *compiler.as_sql())
+            if len(_PROBES) >= 256:
+                _PROBES.clear()
+            _PROBES[shape] = probe
+        compiler, sql, params = probe
+        with connections[shape[0]].cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        row = next(compiler.results_iter([[row]], tuple_expected=True))
+        return tuple(f.key(v) for f, v in zip(self.sort, row))
+
+
+# Compiled probe queries by shape: Django's compiler is most of a probe's cost,
+# and a merged page probes the other tier once per request.
+_PROBES: dict[tuple, tuple] = {}
+
+
+def _probe_shape(qs: TieredQuerySet, sort: list[SortField], offset: int, reverse: bool) -> tuple | None:
+    """A cache key that fixes the probe's SQL and parameters, or None when unsure.
+
+    Only single-table queries qualify; their SQL is determined by the alias, the
+    model, the ordering and the WHERE tree (Django makes lookups hashable by value).
+    """
+    query = qs.query
+    if (
+        len(query.alias_map) > 1
+        or query.annotations
+        or query.extra
+        or query.extra_tables
+        or query.distinct
+        or query.group_by is not None
+        or query.combinator
+        or query.where.contains_aggregate
+    ):
+        return None
+    try:
+        shape = (qs.db, qs.model, tuple(sort), offset, reverse, query.select_for_update, query.where)
+        hash(shape)
+    except TypeError:
+        return None
+    return shape
 
 
 def _load_sort_fields(qs: TieredQuerySet, sort: list[SortField]) -> TieredQuerySet:
