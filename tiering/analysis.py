@@ -311,3 +311,26 @@ def human_bytes(value: int | float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def keys_in_both(tiered: TieredModel, chunk_size: int = 10_000) -> list:
+    """Primary keys present in both tiers: a bug the mover must prevent, never hidden.
+
+    Merges both tiers' keys in key order (streamed: O(rows) time and
+    O(chunk) memory), so it is an operator's check, not a dashboard figure.
+    """
+    def keys(alias: str):
+        qs = tiered.model._base_manager.using(alias).order_by("pk").values_list("pk", flat=True)
+        return qs.iterator(chunk_size=chunk_size)
+
+    hot, cold = keys(tiering_settings.HOT), keys(tiering_settings.COLD)
+    both, h, c = [], next(hot, None), next(cold, None)
+    while h is not None and c is not None:
+        if h == c:
+            both.append(h)
+            h, c = next(hot, None), next(cold, None)
+        elif h < c:
+            h = next(hot, None)
+        else:
+            c = next(cold, None)
+    return both

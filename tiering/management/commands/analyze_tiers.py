@@ -9,7 +9,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tiering.analysis import analyze_all, human_bytes, report
+from tiering.analysis import analyze_all, human_bytes, keys_in_both, report
 from tiering.registry import registry
 
 WIDTH = 100
@@ -25,6 +25,10 @@ class Command(BaseCommand):
             help="Only this tiered model (repeatable). Default: every tiered model.",
         )
         parser.add_argument("--format", choices=["table", "json"], default="table", help="Output format.")
+        parser.add_argument(
+            "--check-duplicates", action="store_true",
+            help="Also compare the primary keys of both tiers (reads every key) and fail if any is in both.",
+        )
 
     def handle(self, *args, models=None, format="table", verbosity=1, **options):
         try:
@@ -37,8 +41,23 @@ class Command(BaseCommand):
         document = report(figures)
         if format == "json":
             self.stdout.write(json.dumps(document, indent=2, sort_keys=False))
-            return
-        self.write_table(document, verbosity)
+        else:
+            self.write_table(document, verbosity)
+        if options.get("check_duplicates"):
+            self.check_duplicates(labels)
+
+    def check_duplicates(self, labels: list[str] | None) -> None:
+        """Keys in both tiers are a bug (the mover prevents them): name them and fail."""
+        found = {}
+        for tiered in registry:
+            if labels is None or tiered.label in labels:
+                keys = keys_in_both(tiered)
+                if keys:
+                    found[tiered.label] = keys
+        if found:
+            detail = "; ".join(f"{label}: {len(keys)} keys, e.g. {keys[:5]}" for label, keys in found.items())
+            raise CommandError(f"Rows present in both tiers: {detail}")
+        self.stderr.write("No key is in both tiers.")
 
     def write_table(self, doc: dict, verbosity: int) -> None:
         def out(line: str) -> None:
