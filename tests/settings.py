@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 
 from hotcold_site.settings import *  # noqa: F401,F403
-from hotcold_site.settings import sqlite_database
+from hotcold_site.settings import PROMETHEUS_ENGINES, sqlite_database
 from tests import servers
 
 # One id per test run, inherited by subprocesses, so concurrent runs never share databases.
@@ -34,6 +34,7 @@ PG_SKIP_REASON = PG.reason
 if PG.url:
     for alias, name in (("pg_hot", "hotcold_hot"), ("pg_cold", "hotcold_cold")):
         db = dj_database_url.parse(PG.url.rsplit("/", 1)[0] + f"/{name}")
+        db["ENGINE"] = PROMETHEUS_ENGINES[db["ENGINE"]]  # the engine production uses
         db["TEST"] = {"NAME": f"test_{name}_{RUN_ID}"}
         if SUBPROCESS:
             db["NAME"] = db["TEST"]["NAME"]
