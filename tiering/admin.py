@@ -198,9 +198,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class MigrationBatchInline(admin.TabularInline):
+class BatchTimingColumns:
+    """The timing columns shared by the batch inline and the batch admin."""
+
+    @admin.display(description="seconds")
+    def seconds(self, batch: MigrationBatch) -> str:
+        return f"{batch_seconds(batch):.3f}"
+
+    @admin.display(description="rows/s")
+    def rows_per_second(self, batch: MigrationBatch) -> str:
+        seconds = batch_seconds(batch)
+        return f"{batch.rows / seconds:,.0f}" if seconds else "-"
+
+
+class MigrationBatchInline(BatchTimingColumns, admin.TabularInline):
     model = MigrationBatch
-    fields = ["seq", "state", "rows", "child_rows", "bytes", "duration", "rows_per_second", "key_low", "key_high", "error"]
+    fields = ["seq", "state", "rows", "child_rows", "bytes", "seconds", "rows_per_second", "key_low", "key_high", "error"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -212,14 +225,6 @@ class MigrationBatchInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="seconds")
-    def duration(self, batch: MigrationBatch) -> str:
-        return f"{batch_seconds(batch):.3f}"
-
-    @admin.display(description="rows/s")
-    def rows_per_second(self, batch: MigrationBatch) -> str:
-        seconds = batch_seconds(batch)
-        return f"{batch.rows / seconds:,.0f}" if seconds else "-"
 
 
 @admin.register(MigrationRun)
@@ -247,19 +252,10 @@ class MigrationRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(MigrationBatch)
-class MigrationBatchAdmin(ReadOnlyAdmin):
+class MigrationBatchAdmin(BatchTimingColumns, ReadOnlyAdmin):
     list_display = ["id", "run", "seq", "state", "rows", "child_rows", "bytes", "seconds", "rows_per_second", "started_at"]
     list_filter = ["run__model_label", "run__direction", "state"]
     list_select_related = ["run"]
-
-    @admin.display(description="seconds")
-    def seconds(self, batch: MigrationBatch) -> str:
-        return f"{batch_seconds(batch):.3f}"
-
-    @admin.display(description="rows/s")
-    def rows_per_second(self, batch: MigrationBatch) -> str:
-        seconds = batch_seconds(batch)
-        return f"{batch.rows / seconds:,.0f}" if seconds else "-"
 
 
 @admin.register(TierLock)
