@@ -56,6 +56,19 @@ def console_errors(driver) -> list[dict]:
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
+def click_and_wait(driver, element, timeout: float = 20) -> None:
+    """Click something that loads a new page and wait until that page has loaded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait = WebDriverWait(driver, timeout)
+    wait.until(expected_conditions.staleness_of(old_page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def full_page_screenshot(driver, path: Path) -> None:
     """The whole document, beyond the viewport, through the DevTools protocol."""
     size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
@@ -78,7 +91,7 @@ def test_run_now_in_a_real_browser(live_server, browser, settings):
     browser.get(live_server.url + "/admin/login/?next=/tiering/")
     browser.find_element(By.NAME, "username").send_keys("operator")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "input[type=submit]"))
     assert browser.current_url == live_server.url + "/tiering/"
     assert browser.find_element(By.TAG_NAME, "h1").text == "Tiering dashboard"
     errors += console_errors(browser)
@@ -91,11 +104,11 @@ def test_run_now_in_a_real_browser(live_server, browser, settings):
     css = browser.execute_script("return getComputedStyle(document.querySelector('.card')).borderRadius")
     assert css == "6px", "the vendored stylesheet was not served"
 
-    card.find_element(By.LINK_TEXT, "Run now").click()
+    click_and_wait(browser, card.find_element(By.LINK_TEXT, "Run now"))
     assert browser.find_element(By.CSS_SELECTOR, "#plan .plan-rows").text == "40"
     assert MigrationRun.objects.count() == 0  # the confirmation page moved nothing
     errors += console_errors(browser)
-    browser.find_element(By.ID, "confirm-run").click()
+    click_and_wait(browser, browser.find_element(By.ID, "confirm-run"))
 
     # The run page of the finished run
     assert "/tiering/runs/" in browser.current_url
