@@ -40,6 +40,7 @@ from django.db.models.query import (
 )
 
 from .conf import tiering_settings
+from .policies import AccessPolicy
 from .registry import registry
 
 # Pages up to this many rows are fetched in one query per tier.
@@ -149,26 +150,21 @@ class TieredQuerySet(QuerySet):
         )
 
     def _on_cold_hit(self, obj: Any) -> Any:
-        tiered = registry.get(self.model)
-        access = tiered.policy.access_policy() if tiered.policy else None
+        access = self._access_policy()
         if access is not None and access.promote_on_access:
             from .mover import LockHeld, promote
 
             try:
-                promote(tiered, [obj.pk])
+                # The mover marks restored rows (access field = now), so a promoted
+                # row is not eligible for cold again at the next run.
+                promote(registry.get(self.model), [obj.pk])
             except LockHeld:
                 pass  # a move of this model is running: serve the cold row, promote next time
             else:
                 try:
-                    obj = self.hot().get(pk=obj.pk)
+                    return self.hot().get(pk=obj.pk)
                 except self.model.DoesNotExist:
                     return obj  # not promoted (changed meanwhile): the cold row is still right
-                # Record the access at once: a promoted row with its old access time
-                # would be eligible for cold again at the next run.
-                if _is_stale(getattr(obj, access.field)):
-                    setattr(obj, access.field, _now())
-                    self.hot().filter(pk=obj.pk).update(**{access.field: getattr(obj, access.field)})
-                return obj
         self._record_access(obj)
         return obj
 
@@ -182,9 +178,13 @@ class TieredQuerySet(QuerySet):
 
     update_or_create.alters_data = True
 
+    def _access_policy(self) -> "AccessPolicy | None":
+        """The access part of the model's policy, if reads should record access."""
+        policy = registry.get(self.model).policy
+        return policy.access_policy() if policy else None
+
     def _record_access(self, obj: Any) -> None:
-        tiered = registry.get(self.model)
-        access = tiered.policy.access_policy() if tiered.policy else None
+        access = self._access_policy()
         if access is not None:
             from .access import tracker
 
@@ -452,19 +452,6 @@ def _select_related_tables(model: Any, select_related: Any) -> set[str]:
         if isinstance(nested, dict):
             tables |= _select_related_tables(related, nested)
     return tables
-
-
-def _now() -> Any:
-    from django.utils import timezone
-
-    return timezone.now()
-
-
-def _is_stale(value: Any) -> bool:
-    """Is a last-access value older than TOUCH_INTERVAL (so worth a write)?"""
-    from datetime import timedelta
-
-    return value is None or _now() - value >= timedelta(seconds=tiering_settings.TOUCH_INTERVAL)
 
 
 def _parse_ordering(item: Any) -> tuple[str, bool, bool | None]:
