@@ -995,9 +995,21 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch) -> tuple[list, int]:
 
 
 # --------------------------------------------------------------------------- 1. lock, repair
+def lock_name(tiered: TieredModel, direction: str) -> str:
+    return f"{tiered.label}:{direction}"
+
+
+def held_lock(tiered: TieredModel, direction: str) -> TierLock | None:
+    """The lock a live run holds on this model and direction (a stale lock does not count)."""
+    lock = TierLock.objects.using(_hot()).filter(name=lock_name(tiered, direction)).first()
+    if lock is None or _is_stale(lock, (timezone.now() - lock.heartbeat_at).total_seconds()):
+        return None
+    return lock
+
+
 def _acquire_lock(tiered: TieredModel, direction: str, run: MigrationRun) -> None:
     """Take ``<label>:<direction>`` for ``run``; take over a stale lock; else raise LockHeld."""
-    hot, name = _hot(), f"{tiered.label}:{direction}"
+    hot, name = _hot(), lock_name(tiered, direction)
     for _ in range(5):
         try:
             with transaction.atomic(using=hot):

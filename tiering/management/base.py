@@ -24,7 +24,7 @@ from django.db.models.constants import LOOKUP_SEP
 from django.utils import timezone
 
 from tiering.conf import tiering_settings
-from tiering.models import Direction, MigrationRun, RunState, TierLock
+from tiering.models import Direction, MigrationRun, RunState
 from tiering.registry import TieredModel, registry
 
 ARROWS = {Direction.TO_COLD: "hot → cold", Direction.TO_HOT: "cold → hot"}
@@ -225,11 +225,9 @@ def check_lock(tiered: TieredModel, direction: str) -> None:
     """
     from tiering import mover
 
-    lock = TierLock.objects.using(tiering_settings.HOT).filter(name=f"{tiered.label}:{direction}").first()
-    if lock is None:
-        return
-    age = (timezone.now() - lock.heartbeat_at).total_seconds()
-    if not mover._is_stale(lock, age):
+    lock = mover.held_lock(tiered, direction)
+    if lock is not None:
+        age = (timezone.now() - lock.heartbeat_at).total_seconds()
         raise CommandError(f"{tiered.label} is already being moved {ARROWS[direction]} by run {lock.run_id} "
                            f"({lock.owner}, heartbeat {age:.0f}s ago); wait for it to finish")
 
