@@ -23,6 +23,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.utils import timezone
 
+from tiering.analysis import human_bytes
 from tiering.conf import tiering_settings
 from tiering.models import Direction, MigrationRun, RunState
 from tiering.registry import TieredModel, registry
@@ -34,14 +35,6 @@ def one_line(exc: BaseException | str) -> str:
     """The first line of an error message, whitespace collapsed (CommandErrors are one line)."""
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.splitlines()[0].split())[:300]
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 # --- argument types ---------------------------------------------------------------------------
