@@ -85,3 +85,39 @@ def test_fast_path_matches_the_orm_path_byte_for_byte(tiers):
     with connections[tiers.hot].cursor() as cursor:
         cursor.execute("SELECT count(*) FROM tiering_restoredrow WHERE model_label = 'orders.Order'")
         assert cursor.fetchone()[0] == 200  # restored rows are held in hot
+
+
+def test_a_target_that_alters_rows_as_they_are_written_deletes_nothing_from_the_source(tiers):
+    """The verify reads the target back: a trigger there that rewrites rows (a stand-in for a target that
+    does not store what it is sent) keeps every row in the source, and no copy is left in the target."""
+    seed_orders(tiers.hot, 12, lines=2)
+    before = content(snapshot(tiers.hot, tiers.cold))
+    with connections[tiers.cold].cursor() as cur:
+        if tiers.backend == "sqlite":
+            cur.execute("CREATE TRIGGER tiering_test_alter AFTER INSERT ON orders_orderline WHEN NEW.id % 5 = 0 "
+                        "BEGIN UPDATE orders_orderline SET sku = 'ALTERED' WHERE id = NEW.id; END")
+        else:
+            cur.execute("CREATE FUNCTION tiering_test_alter() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN IF NEW.id % 5 = 0 THEN NEW.sku := 'ALTERED'; END IF; RETURN NEW; END $$")
+            cur.execute("CREATE TRIGGER tiering_test_alter BEFORE INSERT ON orders_orderline "
+                        "FOR EACH ROW EXECUTE FUNCTION tiering_test_alter()")
+    try:
+        try:
+            run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST[tiers.backend])
+        except mover.MoveError as exc:  # PostgreSQL: a batch copied straight in that differs fails whole
+            run = exc.run
+            assert run.state == RunState.FAILED and "still differs" in run.error
+        else:  # SQLite: the parents whose lines differ are copied again, then stay in the source
+            assert run.state == RunState.SUCCEEDED and run.rows < 12
+        altered = set(OrderLine.objects.using(tiers.hot).filter(id__in=[5, 10, 15, 20]).values_list("order_id",
+                                                                                                   flat=True))
+        assert altered and not Order.objects.using(tiers.cold).filter(pk__in=altered).exists()
+        assert not OrderLine.objects.using(tiers.cold).filter(sku="ALTERED").exists()
+        snap = snapshot(tiers.hot, tiers.cold)
+        assert content(snap) == before  # every row once, as it was
+        assert_lines_follow_orders(tiers.hot, tiers.cold)
+    finally:
+        with connections[tiers.cold].cursor() as cur:
+            cur.execute("DROP TRIGGER tiering_test_alter" + ("" if tiers.backend == "sqlite" else " ON orders_orderline"))
+            if tiers.backend != "sqlite":
+                cur.execute("DROP FUNCTION tiering_test_alter()")

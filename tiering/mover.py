@@ -35,12 +35,15 @@ Three paths do steps 3-6:
   mode, it commits first: a crash between the two files' commits leaves copies
   next to their source rows, never deletes without copies.
 - ``pg_copy`` (two PostgreSQL databases): the source transaction locks the
-  batch (``FOR UPDATE``, children included) and digests it; ``COPY ... TO
-  STDOUT`` is piped into ``COPY ... FROM STDIN`` of the target tables (staging
-  tables + ``INSERT ... ON CONFLICT DO NOTHING`` when stale copies are there);
-  PostgreSQL digests both sides (count + exact sum of a 64-bit hash of each
-  row's text, with the source's session settings); the target commits, then
-  the source deletes and commits (with the ledger for TO_COLD).
+  batch's parents (``FOR UPDATE``); ``COPY (SELECT ... ORDER BY pk FOR UPDATE)
+  TO STDOUT`` (binary) locks the children too and is piped into ``COPY ... FROM
+  STDIN`` of the target tables (staging tables + ``INSERT ... ON CONFLICT DO
+  NOTHING`` when stale copies are there), hashing the stream on the way; the
+  target's rows are read back the same way and must hash the same (count +
+  BLAKE2 of byte-identical rows). If not, PostgreSQL digests both sides (a
+  64-bit hash of each row's text, with the source's session settings) to find
+  the rows that differ. The target commits, then the source deletes and
+  commits (with the ledger for TO_COLD).
 - ``orm`` (any other pair, and selections that need joins): bulk_create, then a
   Python content hash per parent (with children) compared under row locks in
   both tiers; a write made to the copy between copy and verify wins.
@@ -579,14 +582,15 @@ def _sqlite_record_done(cur, ctx: _Move, batch: MigrationBatch, done: _Done) -> 
 
 # ------------------------------------------------------------- fast path: PostgreSQL pair
 def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
-    """PostgreSQL to PostgreSQL: lock the batch in the source, COPY it into the target, verify by digests.
+    """PostgreSQL to PostgreSQL: lock the batch in the source, COPY it into the target, verify by read-back.
 
-    Source transaction: ``SELECT ... FOR UPDATE`` of the batch (range + policy)
-    and its children, so nothing changes until the delete. Target transaction:
-    COPY into TEMP staging tables, ``INSERT ... ON CONFLICT DO NOTHING``, then
-    digests computed by PostgreSQL on both sides (same schema and session
-    settings give the same row text); commit. Then the source deletes and
-    commits. A crash between the two commits leaves copies the repair removes.
+    Source transaction: ``SELECT ... FOR UPDATE`` of the batch (range + policy),
+    and its children locked by their COPY, so nothing changes until the delete.
+    Target transaction: COPY straight into the tables (or TEMP staging tables +
+    ``INSERT ... ON CONFLICT DO NOTHING`` when stale copies are there), then
+    the batch read back in the same binary form must hash to what was sent;
+    commit. Then the source deletes and commits. A crash between the two
+    commits leaves copies the repair removes.
     """
     import psycopg  # the PostgreSQL driver, needed on this path only
 
@@ -601,33 +605,39 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
         src.execute(f"INSERT INTO {keys} SELECT pk FROM (SELECT {t.ref}.{t.pk} AS pk FROM {t.table} "
                     f"WHERE {t.ref}.{t.pk} >= %s AND {t.ref}.{t.pk} <= %s AND ({where}) "
                     f"ORDER BY 1 FOR UPDATE) locked", [pks[0], pks[-1], *params])
-        # the children are locked by the first digest of the source (nothing is added: the FK waits on the parents)
-        source = _pg_digests(src, parent, children, f"IN (SELECT pk FROM {keys})", lock=True)
         settings_values = _pg_session(src)
         with transaction.atomic(using=ctx.target), dst_conn.cursor() as dst:
             dst.execute("SELECT set_config('TimeZone', %s, true), set_config('DateStyle', %s, true), "
                         "set_config('IntervalStyle', %s, true), set_config('extra_float_digits', %s, true), "
                         "set_config('bytea_output', %s, true)", settings_values)
-            # 3. copy: COPY (SELECT ...) TO STDOUT piped into COPY ... FROM STDIN, straight into the tables;
-            # if a key is there already (a stale copy) into staging tables, then INSERT ... ON CONFLICT
+            # 3. copy: COPY (SELECT ... FOR UPDATE) TO STDOUT piped into COPY ... FROM STDIN, straight into the
+            # tables, hashing the stream on the way; if a key is there already (a stale copy) into staging
+            # tables, then INSERT ... ON CONFLICT. The children are locked by their COPY (nothing is added
+            # meanwhile: the FK waits on the locked parents).
             src.execute(f"SELECT coalesce(array_agg(pk), '{{}}') FROM {keys}")
             in_target: tuple[str, list] = ("= ANY(%s)", [src.fetchone()[0]])
             stages = None
             try:
                 with transaction.atomic(using=ctx.target):  # a savepoint
-                    _pg_copy(src, dst, parent, children, keys, None)
+                    source = _pg_copy(src, dst, parent, children, keys, None)
             except psycopg.IntegrityError:
                 stages = {c.table: _temp_name("tiering_stage", c.table.strip('"')) for c, _ in [(parent, 0)] + children}
-                _pg_copy(src, dst, parent, children, keys, stages)
+                source = _pg_copy(src, dst, parent, children, keys, stages)
                 _pg_insert(dst, parent, children, stages, None)
                 in_target = (f"IN (SELECT {parent.pk} FROM {stages[parent.table]})", [])
             _advance_sequences(ctx)
             copy_seconds = time.monotonic() - t0
             _hook("after_copy")
-            # 4. verify: digests computed by PostgreSQL in both databases
+            # 4. verify: the target's rows, read back in key order, hash to what left the source; if not (stale
+            # copies were there), PostgreSQL digests both sides and the rows that differ are found and mended
             t0 = time.monotonic()
-            (rows, child_rows, nbytes, digests), kept = _pg_verify(ctx, src, dst, parent, children, keys, stages,
-                                                                   source, in_target)
+            kept = 0
+            if _pg_read_back(dst, parent, children, in_target) == source:
+                rows, nbytes = source[0][0], sum(b for _, b, _ in source)
+                child_rows, digests = sum(n for n, _, _ in source[1:]), [d for _, _, d in source]
+            else:
+                (rows, child_rows, nbytes, digests), kept = _pg_verify(ctx, src, dst, parent, children, keys,
+                                                                       stages, in_target)
             verify_seconds = time.monotonic() - t0
         _hook("after_verify")  # the target has committed: a crash here leaves copies for the repair
         # 5. delete: children, then parents still eligible (re-checked in the delete itself)
@@ -655,30 +665,60 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
     return done, recorded, moved
 
 
-def _pg_copy(src, dst, parent: _Table, children: list, keys: str, stages: dict | None) -> None:
-    """COPY the batch's parents and children from the source into the target tables (or ``stages``)."""
+def _pg_copy(src, dst, parent: _Table, children: list, keys: str, stages: dict | None) -> list[tuple]:
+    """COPY the batch's parents and children from the source into the target tables (or ``stages``).
+
+    The source rows are locked (``FOR UPDATE``) and sent in key order; returns
+    (rows, bytes, digest of the binary stream) per table, for ``_pg_read_back``.
+    """
+    out = []
     for t, key in [(parent, parent.pk)] + children:
         cols = ", ".join(t.cols)
         into = t.table
         if stages is not None:
             into = stages[t.table]
             dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {into} (LIKE {t.table}) ON COMMIT DELETE ROWS")
-        with src.cursor.copy(f"COPY (SELECT {cols} FROM {t.table} WHERE {key} IN (SELECT pk FROM {keys})) "
-                             "TO STDOUT (FORMAT BINARY)") as reader, \
+        with src.cursor.copy(f"COPY (SELECT {cols} FROM {t.table} WHERE {key} IN (SELECT pk FROM {keys}) "
+                             f"ORDER BY {t.pk} FOR UPDATE) TO STDOUT (FORMAT BINARY)") as reader, \
                 dst.cursor.copy(f"COPY {into} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
-            _pipe(reader, writer)
+            nbytes, digest = _pipe(reader, writer)
+        out.append((src.cursor.rowcount, nbytes, digest))
+    return out
 
 
-def _pipe(reader, writer, size: int = 1 << 20) -> None:
-    """Stream COPY data from one connection to the other in large writes (reads come a row at a time)."""
-    buffer = bytearray()
+def _pg_read_back(dst, parent: _Table, children: list, in_target: tuple[str, list]) -> list[tuple]:
+    """(rows, bytes, digest) of the batch as the target holds it, in the same binary form and order as
+    ``_pg_copy`` sent it: equal digests mean byte-identical rows."""
+    where, params = in_target
+    out = []
+    for t, key in [(parent, parent.pk)] + children:
+        with dst.cursor.copy(f"COPY (SELECT {', '.join(t.cols)} FROM {t.table} WHERE {key} {where} "
+                             f"ORDER BY {t.pk}) TO STDOUT (FORMAT BINARY)", params) as reader:
+            nbytes, digest = _pipe(reader, None)
+        out.append((dst.cursor.rowcount, nbytes, digest))
+    return out
+
+
+def _pipe(reader, writer, size: int = 1 << 20) -> tuple[int, str]:
+    """Stream COPY data to ``writer`` (if any) in large writes, hashing it; return (bytes, hex digest).
+
+    Reads come a row at a time, so they are gathered into 1 MiB writes.
+    """
+    buffer, nbytes, digest = bytearray(), 0, hashlib.blake2b(digest_size=16)
     for data in reader:
         buffer += data
         if len(buffer) >= size:
-            writer.write(buffer)
+            digest.update(buffer)
+            nbytes += len(buffer)
+            if writer is not None:
+                writer.write(buffer)
             buffer = bytearray()
     if buffer:
-        writer.write(buffer)
+        digest.update(buffer)
+        nbytes += len(buffer)
+        if writer is not None:
+            writer.write(buffer)
+    return nbytes, digest.hexdigest()
 
 
 def _temp_name(prefix: str, table: str) -> str:
@@ -702,9 +742,9 @@ def _pg_insert(dst, parent: _Table, children: list, stages: dict, only: list | N
                     f"ON CONFLICT ({t.pk}) DO NOTHING", [only] if only is not None else [])
 
 
-def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, stages: dict | None, source: list,
+def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, stages: dict | None,
                in_target: tuple[str, list]):
-    """Compare count and digest of parents and children in both tiers; return (totals, kept).
+    """When the read-back differs: compare PostgreSQL's digests of both tiers; return (totals, kept).
 
     Mismatching parents are found row by row, re-copied from the staging
     tables (the source is authoritative) and compared again; what still
@@ -712,8 +752,7 @@ def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, 
     """
     kept = 0
     for attempt in range(3):
-        if attempt:
-            source = _pg_digests(src, parent, children, f"IN (SELECT pk FROM {keys})")
+        source = _pg_digests(src, parent, children, f"IN (SELECT pk FROM {keys})")
         target = _pg_digests(dst, parent, children, in_target[0], params=in_target[1])
         if source == target:
             rows, nbytes, digest = source[0]
@@ -739,15 +778,14 @@ def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, 
                     ctx.run)
 
 
-def _pg_digests(cursor, parent: _Table, children: list, keys: str, lock: bool = False,
-                params: list = ()) -> list[tuple]:
+def _pg_digests(cursor, parent: _Table, children: list, keys: str, params: list = ()) -> list[tuple]:
     """(rows, bytes, digest) of the parents and of each child table: the digest is the exact sum
     of a 64-bit hash of each row's text (no sort needed; a drill-down finds the rows that differ)."""
     out = []
     for t, key in [(parent, parent.pk)] + children:
         cursor.execute(f"SELECT count(*), coalesce(sum(length(r)), 0), coalesce(sum(hashtextextended(r, 0)"
                        f"::numeric), 0) FROM (SELECT x::text AS r FROM (SELECT {', '.join(t.cols)} FROM {t.table} "
-                       f"WHERE {key} {keys}{' FOR UPDATE' if lock else ''}) x) y", list(params))
+                       f"WHERE {key} {keys}) x) y", list(params))
         out.append(tuple(cursor.fetchone()))
     return out
 
