@@ -31,8 +31,10 @@ class Command(MoveCommand):
         if not models:
             raise CommandError("No tiered models: declare 'class Tiering' on a model first.")
         check_aliases(models)
-        plans = [(tiered, mover.plan(tiered, self.direction, limit=options["limit"],
-                                     batch_size=options["batch_size"])) for tiered in models]
+        # the plan (counts, bytes estimate) serves the dry run and the question; --no-input skips its scans
+        wants_plan = options["dry_run"] or options["interactive"]
+        plans = [(tiered, mover.plan(tiered, self.direction, limit=options["limit"], batch_size=options["batch_size"])
+                  if wants_plan else None) for tiered in models]
         if options["dry_run"]:
             self.show_plans(plans)
             self.log("Dry run: nothing moved.")
@@ -53,7 +55,7 @@ class Command(MoveCommand):
             if remaining is not None and remaining <= 0:
                 self.log(f"{tiered.label}: skipped, --limit reached.")
                 continue
-            run = self.run_move(tiered, options, plan.rows, limit=remaining, max_runtime=max_runtime)
+            run = self.run_move(tiered, options, plan.rows if plan else None, limit=remaining, max_runtime=max_runtime)
             if remaining is not None:
                 remaining -= run.rows
             if run.state == RunState.FAILED:  # an engine that records failure without raising

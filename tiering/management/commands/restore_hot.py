@@ -44,8 +44,10 @@ class Command(MoveCommand):
         else:  # argparse enforces one of them; call_command(pks=[]) lands here
             raise CommandError("Choose the rows: --pk PK ..., --filter field__lookup=value or --all.")
         check_aliases([tiered])
-        plan = mover.plan(tiered, self.direction, limit=options["limit"], batch_size=options["batch_size"],
-                          **selection)
+        plan = None  # the plan serves the dry run and the question; --no-input skips its scans
+        if options["dry_run"] or options["interactive"]:
+            plan = mover.plan(tiered, self.direction, limit=options["limit"], batch_size=options["batch_size"],
+                              **selection)
         if options["dry_run"]:
             self.show_plans([(tiered, plan)])
             self.log("Dry run: nothing moved.")
@@ -53,6 +55,6 @@ class Command(MoveCommand):
         check_lock(tiered, self.direction)
         if not self.confirm(options, [(tiered, plan)]):
             raise CommandError("Cancelled: nothing moved.")
-        run = self.run_move(tiered, options, plan.rows, **selection)
+        run = self.run_move(tiered, options, plan.rows if plan else None, **selection)
         if run.state == RunState.FAILED:
             raise CommandError(f"{tiered.label}: run {run.pk} failed: {run.error or 'see the ledger'}")
