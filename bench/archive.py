@@ -64,7 +64,20 @@ def measure_hotcold(args) -> dict:
         call_command("migrate_cold", "--model", "orders.Order", "--no-input", verbosity=0)
     after = _tier_counts()
     return {"seconds": elapsed(), "orders": before["Order_default"] - after["Order_default"],
-            "lines": before["OrderLine_default"] - after["OrderLine_default"], "counts": after}
+            "lines": before["OrderLine_default"] - after["OrderLine_default"], "counts": after,
+            "steps": _ledger_steps()}
+
+
+def _ledger_steps() -> dict:
+    """Where the last run's time went, from its ledger: batches and seconds per step."""
+    from django.db.models import Count, Sum
+
+    from tiering.models import MigrationRun
+
+    run = MigrationRun.objects.using("default").latest("pk")
+    sums = run.batch_set.aggregate(batches=Count("pk"), copy=Sum("copy_seconds"), verify=Sum("verify_seconds"),
+                                   delete=Sum("delete_seconds"))
+    return {key: value or 0 for key, value in sums.items()}
 
 
 def measure_naive(args) -> dict:
@@ -178,6 +191,10 @@ def bench(backend: str, sizes: list[int], methods: list[str], naive_seconds: flo
             print(f"[{backend}] N={n:,} {method:8s} moved {result['orders']:,} orders + {result['lines']:,} lines "
                   f"in {result['seconds']:.2f}s: {fmt_rate(result['rate'])} "
                   f"({fmt_rate(result['all_rate'])} incl. lines){partial}", flush=True)
+            if "steps" in result:
+                s = result["steps"]
+                print(f"[{backend}] N={n:,} {method:8s} {s['batches']} batches: copy {s['copy']:.2f}s, "
+                      f"verify {s['verify']:.2f}s, delete {s['delete']:.2f}s (from the ledger)", flush=True)
         drop(data)
     drop(template)
     return results
