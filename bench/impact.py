@@ -70,7 +70,7 @@ def client(args) -> dict:
     baseline = loop(lambda: time.perf_counter() >= stop_at)
 
     move = subprocess.Popen([PYTHON, "-m", "django", "migrate_cold", "--model", "orders.Order", "--no-input",
-                             "-v", "1"], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
+                             "-v", "1", *args.move_args.split()], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     with timer() as move_seconds:
         deadline = time.perf_counter() + args.max_seconds
@@ -104,13 +104,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--seconds", type=float, default=15.0, help="Length of the no-move baseline loop.")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="Stop the loop (and the move) after this.")
+    parser.add_argument("--move-args", default="", metavar="'--sleep S ...'",
+                        help="Extra migrate_cold options for the move, e.g. '--batch-size 2000 --sleep 0.05' "
+                             "to trade archive speed for application latency.")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
         print(json.dumps(client(args)))
         return
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    print(f"impact bench: {args.rows:,} orders, backends {backends}, python {sys.version.split()[0]}")
+    print(f"impact bench: {args.rows:,} orders, backends {backends}, migrate_cold options "
+          f"{args.move_args or '(defaults)'}, python {sys.version.split()[0]}")
     for backend in backends:
         template = schema_template(backend)
         pair = clone(template, "impact")
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
             built = fill_orders(pair, args.rows)
             print(f"[{backend}] built {built['orders']:,} orders + {built['lines']:,} lines", flush=True)
             result = run_child(pair, "bench.impact", ["--client", "--rows", str(args.rows), "--seconds",
-                                                     str(args.seconds), "--max-seconds", str(args.max_seconds)])
+                                                     str(args.seconds), "--max-seconds", str(args.max_seconds),
+                                                     f"--move-args={args.move_args}"])
         finally:
             drop(pair)
             drop(template)
