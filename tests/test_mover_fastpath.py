@@ -121,3 +121,25 @@ def test_a_target_that_alters_rows_as_they_are_written_deletes_nothing_from_the_
             cur.execute("DROP TRIGGER tiering_test_alter" + ("" if tiers.backend == "sqlite" else " ON orders_orderline"))
             if tiers.backend != "sqlite":
                 cur.execute("DROP FUNCTION tiering_test_alter()")
+
+
+def test_sqlite_batch_switches_foreign_key_checks_off_only_for_itself(settings):
+    """E010 holds for orders.Order, so its SQLite batches skip SQLite's row-by-row foreign key checks
+    (the mover keeps parent/child order itself); the connection gets them back after the batch."""
+    settings.TIERING = {**settings.TIERING, "HOT": "default", "COLD": "cold"}
+    seed_orders("default", 30, lines=2)
+    seen = []
+
+    def record(execute, sql, params, many, context):
+        if sql.startswith("INSERT OR IGNORE INTO main."):
+            with connections["cold"].cursor() as cur:
+                seen.append(cur.execute("PRAGMA foreign_keys").fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with connections["cold"].execute_wrapper(record):
+        run = mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite", batch_size=10)
+    assert run.rows == 30 and seen and set(seen) == {0}
+    with connections["cold"].cursor() as cur:
+        assert cur.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert cur.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert_lines_follow_orders("default", "cold")

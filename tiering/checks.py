@@ -176,6 +176,12 @@ def check_tiered_models(app_configs=None, registry: Iterable[TieredModel] | None
     return errors
 
 
+def foreign_key_errors(tiered, tiered_models: list[TieredModel]) -> list[checks.CheckMessage]:
+    """tiering.E010 as seen by the mover: database constraints that reach ``tiered``'s moved unit from
+    outside it (none means the unit's own parent/child order keeps every constraint)."""
+    return _check_foreign_keys(tiered) + _check_foreign_keys_into_tiers(tiered_models)
+
+
 def _check_foreign_keys(tiered) -> list[checks.CheckMessage]:
     """A cold table cannot hold a database constraint to a row that may be elsewhere."""
     errors = []

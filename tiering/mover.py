@@ -280,6 +280,20 @@ class _Move:
         if path == "pg_copy" and not _vendor_pair(self.source, self.target, "postgresql"):
             raise ValueError(f"path 'pg_copy' needs two PostgreSQL aliases, not {self.source}/{self.target}")
         self._held: set[str] | None = None
+        self._constraints_inside: bool | None = None
+
+    @property
+    def constraints_stay_inside(self) -> bool:
+        """True when no database foreign key reaches a moved table from outside its parent/children unit,
+        as ``tiering.E010`` demands: then the SQLite path may switch off SQLite's row-by-row foreign key
+        checks for its batch, because it copies children after their parents and deletes them before.
+        A silenced E010 keeps the checks on (a violating delete then fails the batch at commit)."""
+        if self._constraints_inside is None:
+            from .checks import foreign_key_errors
+            from .registry import registry
+
+            self._constraints_inside = not foreign_key_errors(self.tiered, list(registry))
+        return self._constraints_inside
 
     def held_pks(self) -> set[str]:
         """Keys with a live RestoredRow hold (TO_COLD skips them)."""
@@ -425,10 +439,14 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
     in_batch = "IN (SELECT pk FROM temp.tiering_batch)"
     with conn.cursor() as cur:
         cur.execute("ATTACH DATABASE %s AS tiering_src", [source])
+        cur.execute("PRAGMA foreign_keys", [])
+        foreign_keys = cur.fetchone()[0]
         try:
             for pragma in ("synchronous", "cache_size"):  # the source gets the target's settings
                 cur.execute(f"PRAGMA main.{pragma}", [])
                 cur.execute(f"PRAGMA tiering_src.{pragma} = {int(cur.fetchone()[0])}", [])
+            if foreign_keys and ctx.constraints_stay_inside:
+                cur.execute("PRAGMA foreign_keys = OFF", [])  # the batch keeps them itself (see the property)
             cur.execute("BEGIN IMMEDIATE", [])
             t0 = time.monotonic()
             # the batch: keys in the range that are eligible now (the source is write-locked from here on)
@@ -478,6 +496,7 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
         finally:  # other users of this connection must not lock the source file too
             if not raw.in_transaction:
                 raw.execute("DETACH DATABASE tiering_src")
+                raw.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
     return done, recorded, moved
 
 
