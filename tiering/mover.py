@@ -634,16 +634,20 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
             # tables, then INSERT ... ON CONFLICT. The children are locked by their COPY (nothing is added
             # meanwhile: the FK waits on the locked parents).
             src.execute(f"SELECT coalesce(array_agg(pk), '{{}}') FROM {keys}")
-            in_target: tuple[str, list] = ("= ANY(%s)", [src.fetchone()[0]])
+            batch_keys = src.fetchone()[0]
+            # (template, params) selecting the batch by a table's parent-key column ({key}); the key range
+            # lets PostgreSQL use that column's index instead of scanning the whole table for every batch
+            in_source = (f"{{key}} >= %s AND {{key}} <= %s AND {{key}} IN (SELECT pk FROM {keys})", [pks[0], pks[-1]])
+            in_target = ("{key} >= %s AND {key} <= %s AND {key} = ANY(%s)", [pks[0], pks[-1], batch_keys])
             stages = None
             try:
                 with transaction.atomic(using=ctx.target):  # a savepoint
-                    source = _pg_copy(src, dst, parent, children, keys, None)
+                    source = _pg_copy(src, dst, parent, children, in_source, None)
             except psycopg.IntegrityError:
                 stages = {c.table: _temp_name("tiering_stage", c.table.strip('"')) for c, _ in [(parent, 0)] + children}
-                source = _pg_copy(src, dst, parent, children, keys, stages)
+                source = _pg_copy(src, dst, parent, children, in_source, stages)
                 _pg_insert(dst, parent, children, stages, None)
-                in_target = (f"IN (SELECT {parent.pk} FROM {stages[parent.table]})", [])
+                in_target = (f"{{key}} IN (SELECT {parent.pk} FROM {stages[parent.table]})", [])
             _advance_sequences(ctx)
             copy_seconds = time.monotonic() - t0
             _hook("after_copy")
@@ -656,17 +660,18 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
                 child_rows, digests = sum(n for n, _, _ in source[1:]), [d for _, _, d in source]
             else:
                 (rows, child_rows, nbytes, digests), kept = _pg_verify(ctx, src, dst, parent, children, keys,
-                                                                       stages, in_target)
+                                                                       stages, in_source, in_target)
             verify_seconds = time.monotonic() - t0
         _hook("after_verify")  # the target has committed: a crash here leaves copies for the repair
         # 5. delete: children, then parents still eligible (re-checked in the delete itself)
         t0 = time.monotonic()
         deleted_children = 0
         for c, fk in children:
-            src.execute(f"DELETE FROM {c.table} WHERE {fk} IN (SELECT pk FROM {keys})")
+            src.execute(f"DELETE FROM {c.table} WHERE {in_source[0].format(key=fk)}", in_source[1])
             deleted_children += src.rowcount
         _hook("mid_delete")
-        src.execute(f"DELETE FROM {t.table} WHERE {t.ref}.{t.pk} IN (SELECT pk FROM {keys}) AND ({where})", params)
+        src.execute(f"DELETE FROM {t.table} WHERE {in_source[0].format(key=f'{t.ref}.{t.pk}')} AND ({where})",
+                    [*in_source[1], *params])
         if src.rowcount != rows or deleted_children != child_rows:
             raise MoveError(f"batch {batch.seq}: deleted {src.rowcount} rows and {deleted_children} children, "
                             f"verified {rows} and {child_rows}; rolled back", ctx.run)
@@ -684,7 +689,7 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
     return done, recorded, moved
 
 
-def _pg_copy(src, dst, parent: _Table, children: list, keys: str, stages: dict | None) -> list[tuple]:
+def _pg_copy(src, dst, parent: _Table, children: list, in_source: tuple[str, list], stages: dict | None) -> list[tuple]:
     """COPY the batch's parents and children from the source into the target tables (or ``stages``).
 
     The source rows are locked (``FOR UPDATE``) and sent in key order; returns
@@ -697,8 +702,8 @@ def _pg_copy(src, dst, parent: _Table, children: list, keys: str, stages: dict |
         if stages is not None:
             into = stages[t.table]
             dst.execute(f"CREATE TEMP TABLE IF NOT EXISTS {into} (LIKE {t.table}) ON COMMIT DELETE ROWS")
-        with src.cursor.copy(f"COPY (SELECT {cols} FROM {t.table} WHERE {key} IN (SELECT pk FROM {keys}) "
-                             f"ORDER BY {t.pk} FOR UPDATE) TO STDOUT (FORMAT BINARY)") as reader, \
+        with src.cursor.copy(f"COPY (SELECT {cols} FROM {t.table} WHERE {in_source[0].format(key=key)} "
+                             f"ORDER BY {t.pk} FOR UPDATE) TO STDOUT (FORMAT BINARY)", in_source[1]) as reader, \
                 dst.cursor.copy(f"COPY {into} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
             nbytes, digest = _pipe(reader, writer)
         out.append((src.cursor.rowcount, nbytes, digest))
@@ -711,7 +716,7 @@ def _pg_read_back(dst, parent: _Table, children: list, in_target: tuple[str, lis
     where, params = in_target
     out = []
     for t, key in [(parent, parent.pk)] + children:
-        with dst.cursor.copy(f"COPY (SELECT {', '.join(t.cols)} FROM {t.table} WHERE {key} {where} "
+        with dst.cursor.copy(f"COPY (SELECT {', '.join(t.cols)} FROM {t.table} WHERE {where.format(key=key)} "
                              f"ORDER BY {t.pk}) TO STDOUT (FORMAT BINARY)", params) as reader:
             nbytes, digest = _pipe(reader, None)
         out.append((dst.cursor.rowcount, nbytes, digest))
@@ -762,7 +767,7 @@ def _pg_insert(dst, parent: _Table, children: list, stages: dict, only: list | N
 
 
 def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, stages: dict | None,
-               in_target: tuple[str, list]):
+               in_source: tuple[str, list], in_target: tuple[str, list]):
     """When the read-back differs: compare PostgreSQL's digests of both tiers; return (totals, kept).
 
     Mismatching parents are found row by row, re-copied from the staging
@@ -771,16 +776,16 @@ def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, 
     """
     kept = 0
     for attempt in range(3):
-        source = _pg_digests(src, parent, children, f"IN (SELECT pk FROM {keys})")
-        target = _pg_digests(dst, parent, children, in_target[0], params=in_target[1])
+        source = _pg_digests(src, parent, children, in_source)
+        target = _pg_digests(dst, parent, children, in_target)
         if source == target:
             rows, nbytes, digest = source[0]
             return (rows, sum(c[0] for c in source[1:]), nbytes + sum(c[1] for c in source[1:]),
                     [str(d) for _, _, d in source]), kept
         if attempt == 2 or stages is None:  # copied straight in: a difference is not a stale copy
             break
-        differ = (_pg_row_digests(src, parent, children, f"IN (SELECT pk FROM {keys})") ^
-                  _pg_row_digests(dst, parent, children, f"IN (SELECT {parent.pk} FROM {stages[parent.table]})"))
+        differ = (_pg_row_digests(src, parent, children, in_source) ^
+                  _pg_row_digests(dst, parent, children, (f"{{key}} IN (SELECT {parent.pk} FROM {stages[parent.table]})", [])))
         bad = sorted({k for k, _ in differ})
         logger.warning("run %s: %s rows of the batch differ in %s; %s", ctx.run.pk, len(bad), ctx.target,
                        "copying them again from the source" if attempt == 0 else "they stay in the source")
@@ -797,24 +802,25 @@ def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, 
                     ctx.run)
 
 
-def _pg_digests(cursor, parent: _Table, children: list, keys: str, params: list = ()) -> list[tuple]:
+def _pg_digests(cursor, parent: _Table, children: list, selected: tuple[str, list]) -> list[tuple]:
     """(rows, bytes, digest) of the parents and of each child table: the digest is the exact sum
     of a 64-bit hash of each row's text (no sort needed; a drill-down finds the rows that differ)."""
     out = []
     for t, key in [(parent, parent.pk)] + children:
         cursor.execute(f"SELECT count(*), coalesce(sum(length(r)), 0), coalesce(sum(hashtextextended(r, 0)"
                        f"::numeric), 0) FROM (SELECT x::text AS r FROM (SELECT {', '.join(t.cols)} FROM {t.table} "
-                       f"WHERE {key} {keys}) x) y", list(params))
+                       f"WHERE {selected[0].format(key=key)}) x) y", selected[1])
         out.append(tuple(cursor.fetchone()))
     return out
 
 
-def _pg_row_digests(cursor, parent: _Table, children: list, keys: str) -> set:
+def _pg_row_digests(cursor, parent: _Table, children: list, selected: tuple[str, list]) -> set:
     """{(parent key, digest of the parent row or of one child table's rows)} for a drill-down."""
     out = set()
     for n, (t, key) in enumerate([(parent, parent.pk)] + children):
         cursor.execute(f"SELECT x.{key}, md5(string_agg(md5(x::text), '' ORDER BY x.{t.pk})) FROM "
-                       f"(SELECT {', '.join(t.cols)} FROM {t.table} WHERE {key} {keys}) x GROUP BY x.{key}")
+                       f"(SELECT {', '.join(t.cols)} FROM {t.table} WHERE {selected[0].format(key=key)}) x "
+                       f"GROUP BY x.{key}", selected[1])
         out.update((k, f"{n}:{d}") for k, d in cursor.fetchall())
     return out
 
