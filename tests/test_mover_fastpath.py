@@ -143,3 +143,23 @@ def test_sqlite_batch_switches_foreign_key_checks_off_only_for_itself(settings):
         assert cur.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert cur.execute("PRAGMA foreign_key_check").fetchall() == []
     assert_lines_follow_orders("default", "cold")
+
+
+def test_sqlite_batch_bytes_count_text_by_its_bytes_and_numbers_as_eight(settings):
+    """The ledger's bytes on the SQLite path class columns by type affinity (cheap); they must equal
+    a value-by-value measure of what moved, unicode text included."""
+    settings.TIERING = {**settings.TIERING, "HOT": "default", "COLD": "cold"}
+    seed_orders("default", 25, lines=3)
+    Order.objects.using("default").filter(pk=2).update(note="naïve ✓ ünïcode")
+    qn = connections["default"].ops.quote_name
+
+    def measured(model) -> float:  # value by value: numbers 8, text and blobs their bytes
+        size = " + ".join(f"CASE WHEN typeof({qn(f.column)}) IN ('integer', 'real') THEN 8 "
+                          f"ELSE ifnull(length(CAST({qn(f.column)} AS BLOB)), 0) END"
+                          for f in model._meta.concrete_fields)
+        with connections["default"].cursor() as cur:
+            return cur.execute(f"SELECT total({size}) FROM {qn(model._meta.db_table)}").fetchone()[0]
+
+    expected = measured(Order) + measured(OrderLine)
+    run = mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite")
+    assert run.rows == 25 and run.bytes == expected > 25 * 8

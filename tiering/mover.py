@@ -434,7 +434,8 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
     conn.ensure_connection()
     raw = conn.connection
     source = os.path.abspath(str(connections[ctx.source].settings_dict["NAME"]))
-    parent, children = _tables(ctx.model), [(_tables(c.model), c.fk.column) for c in ctx.tiered.children]
+    parent = _tables(ctx.model, ctx.source)
+    children = [(_tables(c.model, ctx.source), c.fk.column) for c in ctx.tiered.children]
     where, params = ctx.where_sql
     in_batch = "IN (SELECT pk FROM temp.tiering_batch)"
     with conn.cursor() as cur:
@@ -502,15 +503,17 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
 
 @dataclass
 class _Table:
-    table: str   # quoted table name
-    ref: str     # quoted alias the compiled policy uses (the table name)
-    pk: str      # quoted primary key column
-    cols: list   # quoted concrete columns
+    table: str      # quoted table name
+    ref: str        # quoted alias the compiled policy uses (the table name)
+    pk: str         # quoted primary key column
+    cols: list      # quoted concrete columns
+    db_types: list  # their column types on the run's source
 
 
-def _tables(model) -> _Table:
-    cols = [_qn(f.column) for f in model._meta.concrete_fields]
-    return _Table(_qn(model._meta.db_table), _qn(model._meta.db_table), _qn(model._meta.pk.column), cols)
+def _tables(model, alias: str) -> _Table:
+    fields = model._meta.concrete_fields
+    return _Table(_qn(model._meta.db_table), _qn(model._meta.db_table), _qn(model._meta.pk.column),
+                  [_qn(f.column) for f in fields], [f.db_type(connections[alias]) for f in fields])
 
 
 def _sqlite_copy(cur, parent: _Table, children: list, keys: str) -> None:
@@ -560,12 +563,30 @@ def _sqlite_verify(ctx: _Move, cur, parent: _Table, children: list, in_batch: st
 def _sqlite_compare(cur, t: _Table, where: str) -> tuple[int, int, int]:
     """(source rows, rows with an identical target row, source bytes) of ``t`` for ``where`` on ``s``."""
     same = " AND ".join(f"d.{c} IS s.{c}" for c in t.cols if c != t.pk)
-    size = " + ".join(f"ifnull(length(s.{c}), 0)" for c in t.cols)
-    cur.execute(f"SELECT count(*), count(d.{t.pk}), total({size}) FROM tiering_src.{t.table} AS s "
+    cur.execute(f"SELECT count(*), count(d.{t.pk}), {_sqlite_bytes(t)} FROM tiering_src.{t.table} AS s "
                 f"LEFT JOIN main.{t.table} AS d ON d.{t.pk} = s.{t.pk}{' AND ' + same if same else ''} "
                 f"WHERE {where}", [])
     n, m, b = cur.fetchone()
     return n, m, int(b)
+
+
+def _sqlite_bytes(t: _Table) -> str:
+    """Aggregate SQL for the payload bytes of the rows ``s``: text and blobs by their bytes, numbers as 8.
+
+    Columns are classed by SQLite's type affinity rules: measuring a number by
+    ``length()`` formats it as text, which cost half of the whole comparison.
+    """
+    numbers, sized = [], []
+    for col, db_type in zip(t.cols, t.db_types):
+        kind = (db_type or "").upper()
+        if "INT" in kind or any(word in kind for word in ("REAL", "FLOA", "DOUB")):
+            numbers.append(f"count(s.{col})")
+        elif any(word in kind for word in ("CHAR", "CLOB", "TEXT", "BLOB")) or not kind:
+            sized.append(f"ifnull(length(CAST(s.{col} AS BLOB)), 0)")
+        else:  # NUMERIC affinity holds numbers and text (dates, for one): measure each value
+            sized.append(f"CASE WHEN typeof(s.{col}) IN ('integer', 'real') THEN 8 "
+                         f"ELSE ifnull(length(CAST(s.{col} AS BLOB)), 0) END")
+    return f"total({' + '.join(sized) or '0'}) + 8 * ({' + '.join(numbers) or '0'})"
 
 
 def _sqlite_bad_keys(cur, parent: _Table, children: list, in_batch: str) -> int:
@@ -613,7 +634,8 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
     """
     import psycopg  # the PostgreSQL driver, needed on this path only
 
-    parent, children = _tables(ctx.model), [(_tables(c.model), _qn(c.fk.column)) for c in ctx.tiered.children]
+    parent = _tables(ctx.model, ctx.source)
+    children = [(_tables(c.model, ctx.source), _qn(c.fk.column)) for c in ctx.tiered.children]
     where, params = ctx.where_sql
     t, keys = parent, _temp_name("tiering_keys", ctx.model._meta.db_table)
     src_conn, dst_conn = connections[ctx.source], connections[ctx.target]
@@ -784,8 +806,8 @@ def _pg_verify(ctx: _Move, src, dst, parent: _Table, children: list, keys: str, 
                     [str(d) for _, _, d in source]), kept
         if attempt == 2 or stages is None:  # copied straight in: a difference is not a stale copy
             break
-        differ = (_pg_row_digests(src, parent, children, in_source) ^
-                  _pg_row_digests(dst, parent, children, (f"{{key}} IN (SELECT {parent.pk} FROM {stages[parent.table]})", [])))
+        staged = (f"{{key}} IN (SELECT {parent.pk} FROM {stages[parent.table]})", [])
+        differ = _pg_row_digests(src, parent, children, in_source) ^ _pg_row_digests(dst, parent, children, staged)
         bad = sorted({k for k, _ in differ})
         logger.warning("run %s: %s rows of the batch differ in %s; %s", ctx.run.pk, len(bad), ctx.target,
                        "copying them again from the source" if attempt == 0 else "they stay in the source")
