@@ -5,8 +5,14 @@ from dataclasses import dataclass
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.db import connections
 
 PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold")}
+# Cold as a schema of the hot PostgreSQL database (the pg_insert path). Only the test modules that set
+# TIER_PAIRS = MOVER_PAIRS run on it: the copy path is all that differs from the "postgresql" pair.
+SCHEMA_PAIRS = {"pg_schema": ("pg_hot", "pg_cold_schema")}
+MOVER_PAIRS = {**PAIRS, **SCHEMA_PAIRS}
 
 
 @dataclass(frozen=True)
@@ -15,12 +21,22 @@ class Tiers:
     hot: str
     cold: str
 
+    @property
+    def vendor(self) -> str:
+        return connections[self.hot].vendor
 
-@pytest.fixture(params=list(PAIRS))
+
+def pytest_generate_tests(metafunc):
+    """``tiers`` runs over PAIRS, or over the pairs a module names in ``TIER_PAIRS``."""
+    if "tiers" in metafunc.fixturenames:
+        metafunc.parametrize("tiers", list(getattr(metafunc.module, "TIER_PAIRS", PAIRS)), indirect=True)
+
+
+@pytest.fixture
 def tiers(request, settings):
     """Point TIERING at one real backend pair (SQLite files or PostgreSQL)."""
     backend = request.param
-    hot, cold = PAIRS[backend]
+    hot, cold = MOVER_PAIRS[backend]
     if hot not in django_settings.DATABASES:
         pytest.skip(f"PostgreSQL unavailable: {django_settings.PG_SKIP_REASON}")
     settings.TIERING = {**django_settings.TIERING, "HOT": hot, "COLD": cold}
@@ -29,3 +45,15 @@ def tiers(request, settings):
     tracker.discard()
     yield Tiers(backend, hot, cold)
     tracker.discard()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Django's test runner sees pg_cold_schema as the pg_hot database (same server and names) and
+    migrates it for pg_hot only: create the cold schema and migrate the cold tables into it."""
+    if "pg_cold_schema" not in django_settings.DATABASES:
+        return
+    with django_db_blocker.unblock():
+        with connections["pg_hot"].cursor() as cursor:
+            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{django_settings.COLD_SCHEMA}"')
+        call_command("migrate", database="pg_cold_schema", verbosity=0, interactive=False)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
+from tests.conftest import MOVER_PAIRS
 from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
@@ -20,8 +21,9 @@ from tiering.registry import registry
 from tiering.signals import batch_done, run_finished
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+TIER_PAIRS = MOVER_PAIRS  # every copy path, pg_insert included
 
-FAST = {"sqlite": "sqlite", "postgresql": "pg_copy"}
+FAST = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert"}
 
 
 @pytest.fixture(params=["fast", "orm"])
@@ -162,7 +164,7 @@ def test_second_run_raises_lock_held_and_stale_lock_is_taken_over(tiers):
 
 
 def test_pg_target_sequences_are_advanced(tiers, path):
-    if tiers.backend != "postgresql":
+    if tiers.vendor != "postgresql":
         pytest.skip("sequences are a PostgreSQL matter")
     seed_orders(tiers.hot, 25, lines=2)
     mover.move(registry.get(Order), Direction.TO_COLD, path=path)
