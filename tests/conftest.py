@@ -1,6 +1,7 @@
 """Shared fixtures: run a test against each real backend pair."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import pytest
@@ -57,3 +58,24 @@ def django_db_setup(django_db_setup, django_db_blocker):
         with connections["pg_hot"].cursor() as cursor:
             cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{django_settings.COLD_SCHEMA}"')
         call_command("migrate", database="pg_cold_schema", verbosity=0, interactive=False)
+
+
+@pytest.fixture
+def retune():
+    """retune(alias, **settings): change an alias's connection settings for this test only (the test
+    runner allows no new aliases in a test, so the pg_schema pair's cold alias is re-pointed). Needs
+    ``transaction=True``: inside a test's atomic block Django does not really close the connection."""
+    saved = {}
+
+    def change(alias: str, **changes) -> str:
+        conn = connections[alias]
+        saved.setdefault(alias, copy.deepcopy(conn.settings_dict))
+        conn.close()
+        conn.settings_dict.update(changes)
+        return alias
+
+    yield change
+    for alias, settings_dict in saved.items():
+        connections[alias].close()
+        connections[alias].settings_dict.clear()
+        connections[alias].settings_dict.update(settings_dict)

@@ -274,15 +274,8 @@ class _Move:
         self.tiered, self.model, self.direction, self.run, self.now = tiered, tiered.model, direction, run, now
         hot, cold = tiering_settings.HOT, tiering_settings.COLD
         self.source, self.target = (hot, cold) if direction == Direction.TO_COLD else (cold, hot)
-        self.path = path
-        if path == "sqlite" and not _sqlite_pair(self.source, self.target):
-            raise ValueError(f"path 'sqlite' needs two SQLite files, not {self.source}/{self.target}")
-        if path == "pg_copy" and not _vendor_pair(self.source, self.target, "postgresql"):
-            raise ValueError(f"path 'pg_copy' needs two PostgreSQL aliases, not {self.source}/{self.target}")
+        self.path = path  # checked against the pair by _choose_path
         if path == "pg_insert":
-            if not _same_pg_database(self.source, self.target):
-                raise ValueError(f"path 'pg_insert' needs two PostgreSQL aliases on one database, "
-                                 f"not {self.source}/{self.target}")
             self.schemas = (_pg_schema(self.source), _pg_schema(self.target))
         self._held: set[str] | None = None
 
@@ -1313,12 +1306,20 @@ def _hold_period(policy) -> timedelta | None:
 
 
 def _choose_path(direction: str, forced: str | None) -> str:
+    """The copy path for the configured pair (or the forced one, if it fits); raises ValueError, before
+    any run exists, for an unknown or unfit path and for tiers that are the same tables."""
     hot, cold = tiering_settings.HOT, tiering_settings.COLD
     _refuse_same_tables(hot, cold)
     forced = forced or tiering_settings.MOVE_PATH
     if forced:
         if forced not in PATHS:
             raise ValueError(f"Unknown move path {forced!r}; choose one of {', '.join(PATHS)}")
+        if forced == "sqlite" and not _sqlite_pair(hot, cold):
+            raise ValueError(f"path 'sqlite' needs two SQLite files, not {hot}/{cold}")
+        if forced == "pg_copy" and not _vendor_pair(hot, cold, "postgresql"):
+            raise ValueError(f"path 'pg_copy' needs two PostgreSQL aliases, not {hot}/{cold}")
+        if forced == "pg_insert" and not _same_pg_database(hot, cold):
+            raise ValueError(f"path 'pg_insert' needs two PostgreSQL aliases on one database, not {hot}/{cold}")
         return forced
     if _sqlite_pair(hot, cold):
         return "sqlite"
