@@ -25,7 +25,7 @@ One run of ``move()``:
    the number of rows kept; ``batch_done`` is sent. ``run_finished`` (and
    ``run_failed``) at the end; errors are logged on ``tiering.mover``.
 
-Three paths do steps 3-6:
+Four paths do steps 3-6:
 
 - ``sqlite`` (two SQLite files): ONE transaction (``BEGIN IMMEDIATE``) on the
   target connection with the source ATTACHed: the eligible keys of the range
@@ -41,6 +41,17 @@ Three paths do steps 3-6:
   PostgreSQL digests both sides (count + exact sum of a 64-bit hash of each
   row's text, with the source's session settings); the target commits, then
   the source deletes and commits (with the ledger for TO_COLD).
+- ``pg_insert`` (two PostgreSQL aliases on one server and database, cold in its
+  own schema through the cold alias's search_path; each alias's schema is its
+  ``current_schema()``): ONE transaction on the source connection, every table
+  schema-qualified: the batch locked ``FOR UPDATE`` (children included) into a
+  temp table, ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` parents and
+  children, a join comparing every column null-safely (``IS NOT DISTINCT
+  FROM``), the target sequences, deletes and the ledger (TO_COLD). One commit:
+  a crash leaves nothing half-done. Aliases that reach the same tables (one
+  SQLite file; one PostgreSQL database and schema) are refused by every path
+  (and by the system check tiering.E011): each row would be copied onto itself,
+  verified and deleted.
 - ``orm`` (any other pair, and selections that need joins): bulk_create, then a
   Python content hash per parent (with children) compared under row locks in
   both tiers; a write made to the copy between copy and verify wins.
@@ -56,7 +67,7 @@ UNDONE/FAILED. After a crash the repair looks at the rows of each open batch's
 key range: a key in both tiers gets its copy removed (the source is
 authoritative); a key gone from the source was moved. ``HOTCOLD_TEST_CRASH_AT=step:n``
 (test subprocesses only) kills the process at a named step: after_copy,
-after_verify (on PostgreSQL after the target commit), mid_delete,
+after_verify (on pg_copy after the target commit), mid_delete,
 after_delete_before_ledger.
 
 Restored rows (TO_HOT) get a fresh mark so the next archive run does not send
@@ -64,8 +75,7 @@ them straight back: the access field of an access (or hybrid) policy is set to
 now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COLD
 skips held rows for the time policy's ``older_than`` after the restore.
 
-Known limits: PostgreSQL aliases on one server and database are still copied
-with COPY (no INSERT ... SELECT shortcut); ``auto_now`` fields would be re-stamped by the ``orm``
+Known limits: ``auto_now`` fields would be re-stamped by the ``orm``
 path; a source row deleted by the application while its batch was half-done
 is kept from its target copy by the repair.
 """
