@@ -9,11 +9,8 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connections
 
-PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold")}
-# Cold as a schema of the hot PostgreSQL database (the pg_insert path). Only the test modules that set
-# TIER_PAIRS = MOVER_PAIRS run on it: the copy path is all that differs from the "postgresql" pair.
-SCHEMA_PAIRS = {"pg_schema": ("pg_hot", "pg_cold_schema")}
-MOVER_PAIRS = {**PAIRS, **SCHEMA_PAIRS}
+# "pg_schema": cold as a schema of the hot PostgreSQL database (the mover's pg_insert path)
+PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold"), "pg_schema": ("pg_hot", "pg_cold_schema")}
 
 
 @dataclass(frozen=True)
@@ -28,7 +25,7 @@ class Tiers:
 
 
 def pytest_generate_tests(metafunc):
-    """``tiers`` runs over PAIRS, or over the pairs a module names in ``TIER_PAIRS``."""
+    """``tiers`` runs over every pair in PAIRS, or over those a module names in ``TIER_PAIRS``."""
     if "tiers" in metafunc.fixturenames:
         metafunc.parametrize("tiers", list(getattr(metafunc.module, "TIER_PAIRS", PAIRS)), indirect=True)
 
@@ -37,7 +34,7 @@ def pytest_generate_tests(metafunc):
 def tiers(request, settings):
     """Point TIERING at one real backend pair (SQLite files or PostgreSQL)."""
     backend = request.param
-    hot, cold = MOVER_PAIRS[backend]
+    hot, cold = PAIRS[backend]
     if hot not in django_settings.DATABASES:
         pytest.skip(f"PostgreSQL unavailable: {django_settings.PG_SKIP_REASON}")
     settings.TIERING = {**django_settings.TIERING, "HOT": hot, "COLD": cold}

@@ -1,7 +1,8 @@
 """Test settings: real SQLite files and, when the server starts, real PostgreSQL.
 
 Aliases: ``default``/``cold`` are the SQLite pair, ``pg_hot``/``pg_cold`` the
-PostgreSQL pair. The ``tiers`` fixture points TIERING at one pair per test.
+PostgreSQL pair, ``pg_hot``/``pg_cold_schema`` PostgreSQL with cold as a schema
+of the hot database. The ``tiers`` fixture points TIERING at one pair per test.
 Subprocesses started by tests (crash tests, Celery workers) import these
 settings with HOTCOLD_TEST_SUBPROCESS=1 and open the test databases directly.
 """

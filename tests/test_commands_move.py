@@ -27,12 +27,10 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
-from tests.conftest import MOVER_PAIRS
 from tests.factories import CustomerFactory, OldOrderFactory, OrderFactory, OrderLineFactory
 from tiering.models import MigrationRun, RunState, TierLock
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-TIER_PAIRS = MOVER_PAIRS  # every copy path, pg_insert included
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
-from tests.conftest import MOVER_PAIRS
 from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
@@ -21,7 +20,6 @@ from tiering.registry import registry
 from tiering.signals import batch_done, run_finished
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-TIER_PAIRS = MOVER_PAIRS  # every copy path, pg_insert included
 
 FAST = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert"}
 

@@ -11,7 +11,6 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from orders.models import Order, OrderLine
-from tests.conftest import MOVER_PAIRS
 from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, RunState
@@ -19,7 +18,6 @@ from tiering.registry import registry
 from tiering.signals import batch_done
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-TIER_PAIRS = MOVER_PAIRS  # every copy path, pg_insert included
 
 FAST = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert"}
 N = 3000

@@ -13,14 +13,12 @@ from pathlib import Path
 import pytest
 
 from orders.models import Order
-from tests.conftest import MOVER_PAIRS
 from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState, TierLock
 from tiering.registry import registry
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.slow]
-TIER_PAIRS = MOVER_PAIRS  # every copy path, pg_insert included
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).resolve().parent / "mover_crash_driver.py"

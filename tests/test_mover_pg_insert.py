@@ -1,7 +1,7 @@
 """The pg_insert path: hot and cold as two schemas of one PostgreSQL database.
 
-The shared mover tests (basic, concurrency, fast path, crash, commands) run on
-this pair too (``pg_schema``); here: the test setup really puts the cold tables
+Every ``tiers`` test runs on this pair too (``pg_schema`` in tests/conftest.py:
+round trips, concurrency, crash, commands, reads, tasks); here: the test setup really puts the cold tables
 in their own schema, the path is chosen by itself, and tiers that are the same
 tables are refused before anything moves.
 """
@@ -12,14 +12,14 @@ from django.conf import settings as django_settings
 from django.db import connections
 
 from orders.models import Order, OrderLine
-from tests.conftest import MOVER_PAIRS, SCHEMA_PAIRS
+from tests.conftest import PAIRS
 from tests.mover_helpers import TABLES, _table_hashes, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import Direction, MigrationRun
 from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-TIER_PAIRS = SCHEMA_PAIRS
+TIER_PAIRS = ["pg_schema"]
 
 
 def hot_rows(tiers) -> dict:
@@ -54,7 +54,7 @@ def test_the_path_is_chosen_from_the_pair(settings):
     if "pg_hot" not in settings.DATABASES:
         pytest.skip(f"PostgreSQL unavailable: {settings.PG_SKIP_REASON}")
     for pair, expected in (("sqlite", "sqlite"), ("postgresql", "pg_copy"), ("pg_schema", "pg_insert")):
-        hot, cold = MOVER_PAIRS[pair]
+        hot, cold = PAIRS[pair]
         settings.TIERING = {**settings.TIERING, "HOT": hot, "COLD": cold}
         assert mover._choose_path(Direction.TO_COLD, None) == expected, pair
         assert mover._choose_path(Direction.TO_HOT, None) == expected, pair
