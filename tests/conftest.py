@@ -1,12 +1,16 @@
 """Shared fixtures: run a test against each real backend pair."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.db import connections
 
-PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold")}
+# "pg_schema": cold as a schema of the hot PostgreSQL database (the mover's pg_insert path)
+PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold"), "pg_schema": ("pg_hot", "pg_cold_schema")}
 
 
 @dataclass(frozen=True)
@@ -15,8 +19,18 @@ class Tiers:
     hot: str
     cold: str
 
+    @property
+    def vendor(self) -> str:
+        return connections[self.hot].vendor
 
-@pytest.fixture(params=list(PAIRS))
+
+def pytest_generate_tests(metafunc):
+    """``tiers`` runs over every pair in PAIRS, or over those a module names in ``TIER_PAIRS``."""
+    if "tiers" in metafunc.fixturenames:
+        metafunc.parametrize("tiers", list(getattr(metafunc.module, "TIER_PAIRS", PAIRS)), indirect=True)
+
+
+@pytest.fixture
 def tiers(request, settings):
     """Point TIERING at one real backend pair (SQLite files or PostgreSQL)."""
     backend = request.param
@@ -29,3 +43,36 @@ def tiers(request, settings):
     tracker.discard()
     yield Tiers(backend, hot, cold)
     tracker.discard()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Django's test runner sees pg_cold_schema as the pg_hot database (same server and names) and
+    migrates it for pg_hot only: create the cold schema and migrate the cold tables into it."""
+    if "pg_cold_schema" not in django_settings.DATABASES:
+        return
+    with django_db_blocker.unblock():
+        with connections["pg_hot"].cursor() as cursor:
+            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{django_settings.COLD_SCHEMA}"')
+        call_command("migrate", database="pg_cold_schema", verbosity=0, interactive=False)
+
+
+@pytest.fixture
+def retune():
+    """retune(alias, **settings): change an alias's connection settings for this test only (the test
+    runner allows no new aliases in a test, so the pg_schema pair's cold alias is re-pointed). Needs
+    ``transaction=True``: inside a test's atomic block Django does not really close the connection."""
+    saved = {}
+
+    def change(alias: str, **changes) -> str:
+        conn = connections[alias]
+        saved.setdefault(alias, copy.deepcopy(conn.settings_dict))
+        conn.close()
+        conn.settings_dict.update(changes)
+        return alias
+
+    yield change
+    for alias, settings_dict in saved.items():
+        connections[alias].close()
+        connections[alias].settings_dict.clear()
+        connections[alias].settings_dict.update(settings_dict)

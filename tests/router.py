@@ -1,6 +1,7 @@
-"""The tests keep two tier pairs side by side: SQLite (default/cold) and
-PostgreSQL (pg_hot/pg_cold). In production one pair is configured; here the
-PostgreSQL pair gets the same table layout as the pair TIERING names."""
+"""The tests keep tier pairs side by side: SQLite (default/cold), PostgreSQL
+(pg_hot/pg_cold) and PostgreSQL with cold as a schema of the hot database
+(pg_hot/pg_cold_schema). In production one pair is configured; here the
+PostgreSQL aliases get the same table layout as the pair TIERING names."""
 from tiering.router import TieringRouter
 
 
@@ -8,6 +9,6 @@ class PairedTieringRouter(TieringRouter):
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         if db == "pg_hot":
             return True
-        if db == "pg_cold":
+        if db in ("pg_cold", "pg_cold_schema"):
             return self.belongs_in_cold(app_label, model_name, hints.get("model"))
         return super().allow_migrate(db, app_label, model_name, **hints)

@@ -1,10 +1,12 @@
 """Test settings: real SQLite files and, when the server starts, real PostgreSQL.
 
 Aliases: ``default``/``cold`` are the SQLite pair, ``pg_hot``/``pg_cold`` the
-PostgreSQL pair. The ``tiers`` fixture points TIERING at one pair per test.
+PostgreSQL pair, ``pg_hot``/``pg_cold_schema`` PostgreSQL with cold as a schema
+of the hot database. The ``tiers`` fixture points TIERING at one pair per test.
 Subprocesses started by tests (crash tests, Celery workers) import these
 settings with HOTCOLD_TEST_SUBPROCESS=1 and open the test databases directly.
 """
+import copy
 import os
 from pathlib import Path
 
@@ -29,6 +31,7 @@ def sqlite_test_database(name: str) -> dict:
 
 DATABASES = {"default": sqlite_test_database("hot"), "cold": sqlite_test_database("cold")}
 
+COLD_SCHEMA = "cold"
 PG = servers.ensure_postgres()
 PG_SKIP_REASON = PG.reason
 if PG.url:
@@ -39,6 +42,11 @@ if PG.url:
         if SUBPROCESS:
             db["NAME"] = db["TEST"]["NAME"]
         DATABASES[alias] = db
+    # The cold tier as a schema of the hot database (the pg_insert path). Django's test runner sees one
+    # database (same server, name and test name as pg_hot), creates and migrates it for pg_hot only;
+    # tests/conftest.py creates the schema and migrates this alias into it.
+    DATABASES["pg_cold_schema"] = {**copy.deepcopy(DATABASES["pg_hot"]),
+                                   "OPTIONS": {"options": f"-c search_path={COLD_SCHEMA}"}}
 
 REDIS = servers.ensure_redis()
 REDIS_SKIP_REASON = REDIS.reason
@@ -57,4 +65,6 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 TEST_PAIR = os.environ.get("HOTCOLD_TEST_PAIR", "")
 if TEST_PAIR == "postgresql":
     TIERING = {**TIERING, "HOT": "pg_hot", "COLD": "pg_cold"}
+elif TEST_PAIR == "pg_schema":
+    TIERING = {**TIERING, "HOT": "pg_hot", "COLD": "pg_cold_schema"}
 CELERY_TASK_DEFAULT_QUEUE = "-".join(filter(None, ["hotcold-tests", RUN_ID, TEST_PAIR]))

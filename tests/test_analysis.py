@@ -31,8 +31,9 @@ def direct_bytes(alias: str, tables: list[str]) -> int:
     conn = connections[alias]
     with conn.cursor() as cursor:
         if conn.vendor == "postgresql":
+            # the alias's own tables: the test database also holds a cold schema with the same names
             cursor.execute("SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname = ANY(%s) "
-                           "AND c.relkind = 'r'", [tables])
+                           "AND c.relkind = 'r' AND pg_table_is_visible(c.oid)", [tables])
         else:
             cursor.execute("SELECT SUM(d.pgsize) FROM dbstat d JOIN sqlite_master m ON m.name = d.name "
                            f"WHERE m.tbl_name IN ({','.join('%s' for _ in tables)})", tables)

@@ -16,7 +16,9 @@ from django.core.management import call_command
 from django.db import models
 from django.test.utils import isolate_apps, override_settings
 
-from tiering.checks import check_aliases, check_tiered_models, foreign_key_errors
+from tiering import mover
+from tiering.checks import check_aliases, check_tier_tables, check_tiered_models, foreign_key_errors
+from tiering.models import Direction
 from tiering.policies import AccessPolicy, HybridPolicy, TimePolicy
 from tiering.query import TieredManager
 from tiering.registry import Registry, TieredModel, registry
@@ -123,6 +125,49 @@ def test_e002_hot_and_cold_are_the_same_alias():
     (message,) = only(messages, "tiering.E002")
     assert_message(message, level=checks.ERROR, contains=["same alias"], hint="second database alias")
     assert "tiering.E001" not in ids(messages)
+
+
+def pg_pair(settings):
+    if "pg_hot" not in django_settings.DATABASES:
+        pytest.skip(f"PostgreSQL unavailable: {django_settings.PG_SKIP_REASON}")
+    settings.TIERING = {**django_settings.TIERING, "HOT": "pg_hot", "COLD": "pg_cold_schema"}
+    return ["pg_hot", "pg_cold_schema"]
+
+
+def test_e011_hot_and_cold_are_one_sqlite_file(settings, retune):
+    retune("cold", NAME=str(django_settings.DATABASES["default"]["NAME"]))
+    (message,) = only(check_tier_tables(), "tiering.E011")
+    assert_message(message, level=checks.ERROR, contains=["reach the same tables", "same SQLite file"],
+                   hint="its own schema of the hot database")
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)  # retune closes connections
+def test_e011_silent_for_a_cold_schema_of_the_hot_database(settings):
+    both = pg_pair(settings)
+    assert check_tier_tables() == [] and check_tier_tables(databases=both) == []
+    assert check_tier_tables(databases=["default", "cold"]) == []  # the SQLite pair of the default settings
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)  # retune closes connections
+def test_e011_same_postgresql_database_and_search_path_from_the_settings(settings, retune):
+    both = pg_pair(settings)
+    retune("pg_cold_schema", OPTIONS={})  # the cold alias lost its search_path: the hot tables
+    for databases in (None, both):
+        (message,) = only(check_tier_tables(databases=databases), "tiering.E011")
+        assert "'pg_hot' and 'pg_cold_schema'" in message.msg
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)  # retune closes connections
+def test_e011_asks_the_servers_when_the_settings_differ(settings, retune):
+    """Another spelling of the host and an explicit search_path=public: the settings cannot tell,
+    ``check --database`` asks both connections for their database and current_schema()."""
+    both = pg_pair(settings)
+    retune("pg_cold_schema", HOST="localhost", OPTIONS={"options": "-c search_path=public"})
+    assert check_tier_tables() == []
+    (message,) = only(check_tier_tables(databases=both), "tiering.E011")
+    assert "same PostgreSQL database and schema 'public'" in message.msg
+    with pytest.raises(ValueError, match="Refusing to move rows"):  # and the mover refuses them
+        mover.move(registry.by_label("orders.Order"), Direction.TO_COLD)
 
 
 class OtherRouter:

@@ -180,7 +180,7 @@ def broken_cold_alias(tiers, settings):
     """A cold alias that exists in settings but cannot be reached."""
     alias = "unreachable_cold"
     broken = copy.deepcopy(connections.settings[tiers.cold])
-    if tiers.backend == "sqlite":
+    if tiers.vendor == "sqlite":
         broken["NAME"] = "/nonexistent-hotcold-dir/cold.sqlite3"
         broken["TEST"] = {**broken.get("TEST", {}), "NAME": broken["NAME"]}
     else:
@@ -381,7 +381,7 @@ def test_tty_confirmation_no_changes_nothing(tiers):
 def cold_refuses_orders(tiers):
     """A trigger in the cold database that rejects every order: the next run fails mid-way."""
     with connections[tiers.cold].cursor() as cursor:
-        if tiers.backend == "sqlite":
+        if tiers.vendor == "sqlite":
             cursor.execute("CREATE TRIGGER hotcold_test_refuse BEFORE INSERT ON orders_order "
                            "BEGIN SELECT RAISE(ABORT, 'cold refuses orders'); END")
         else:
@@ -392,8 +392,8 @@ def cold_refuses_orders(tiers):
     yield
     with connections[tiers.cold].cursor() as cursor:
         cursor.execute("DROP TRIGGER IF EXISTS hotcold_test_refuse" +
-                       ("" if tiers.backend == "sqlite" else " ON orders_order"))
-        if tiers.backend != "sqlite":
+                       ("" if tiers.vendor == "sqlite" else " ON orders_order"))
+        if tiers.vendor != "sqlite":
             cursor.execute("DROP FUNCTION IF EXISTS hotcold_test_refuse()")
 
 

@@ -21,7 +21,7 @@ from tiering.signals import batch_done, run_finished
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-FAST = {"sqlite": "sqlite", "postgresql": "pg_copy"}
+FAST = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert"}
 
 
 @pytest.fixture(params=["fast", "orm"])
@@ -162,7 +162,7 @@ def test_second_run_raises_lock_held_and_stale_lock_is_taken_over(tiers):
 
 
 def test_pg_target_sequences_are_advanced(tiers, path):
-    if tiers.backend != "postgresql":
+    if tiers.vendor != "postgresql":
         pytest.skip("sequences are a PostgreSQL matter")
     seed_orders(tiers.hot, 25, lines=2)
     mover.move(registry.get(Order), Direction.TO_COLD, path=path)

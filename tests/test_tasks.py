@@ -118,7 +118,7 @@ def test_bad_arguments_fail_without_retry(tiers, celery_processes):
 # --- which errors are transient: real errors from the real databases --------------------------------
 
 def test_is_transient_classifies_real_errors(tiers):
-    with pytest.raises(db_utils.ProgrammingError if tiers.backend == "postgresql" else db_utils.OperationalError) as bad_sql:
+    with pytest.raises(db_utils.ProgrammingError if tiers.vendor == "postgresql" else db_utils.OperationalError) as bad_sql:
         with connections[tiers.hot].cursor() as cursor:
             cursor.execute("SELECT * FROM no_such_table")
     assert not tasks.is_transient(bad_sql.value)

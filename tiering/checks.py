@@ -1,17 +1,18 @@
 """System checks for tiering configuration (``manage.py check``).
 
-Ids: tiering.E001-E010 for errors that would lose or hide rows, W0xx for
+Ids: tiering.E001-E011 for errors that would lose or hide rows, W0xx for
 settings that work but cost speed.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
-from django.db import models
+from django.db import DatabaseError, connections, models
 
 from .conf import tiering_settings
 from .policies import HybridPolicy, Policy
@@ -62,6 +63,60 @@ def check_aliases(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@checks.register(checks.Tags.database)
+def check_tier_tables(app_configs=None, databases=None, **kwargs):
+    """HOT and COLD must not reach the same tables: a move would copy each row onto itself, verify it
+    and delete it. ``check --database HOT --database COLD`` asks the servers (database and
+    ``current_schema()``); otherwise the settings are compared (same file, or same server, database,
+    user and search_path)."""
+    hot, cold = tiering_settings.HOT, tiering_settings.COLD
+    if hot == cold or hot not in settings.DATABASES or cold not in settings.DATABASES:
+        return []  # E001 / E002
+    from .mover import same_tables
+
+    if databases and hot in databases and cold in databases:
+        try:
+            reason = same_tables(hot, cold)
+        except (DatabaseError, ValueError):  # unreachable, or no schema yet: migrate and the mover say so
+            reason = None
+    else:
+        reason = _same_tables_by_settings(hot, cold)
+    if not reason:
+        return []
+    return [
+        checks.Error(
+            f"TIERING['HOT'] and TIERING['COLD'] reach the same tables: {reason}.",
+            hint="Point COLD at another database, or at its own schema of the hot database "
+                 "(OPTIONS={'options': '-c search_path=cold'}, then migrate --database for the cold alias).",
+            id="tiering.E011",
+        )
+    ]
+
+
+def _same_tables_by_settings(hot: str, cold: str) -> str | None:
+    """``same_tables`` from the settings alone (no connection): same SQLite file, or the same
+    PostgreSQL server, database, user and search_path option."""
+    a, b = connections[hot].settings_dict, connections[cold].settings_dict
+    vendors = {connections[hot].vendor, connections[cold].vendor}
+    if vendors == {"sqlite"}:
+        from .mover import same_tables
+
+        return same_tables(hot, cold)
+    if vendors != {"postgresql"}:
+        return None
+    if any(str(a.get(k) or "") != str(b.get(k) or "") for k in ("HOST", "PORT", "NAME", "USER")):
+        return None
+    if _search_path(a) != _search_path(b):
+        return None
+    return (f"{hot!r} and {cold!r} are the same PostgreSQL database {a.get('NAME')!r} with the same "
+            f"search_path ({_search_path(a) or 'the default'})")
+
+
+def _search_path(settings_dict: dict) -> str | None:
+    found = re.search(r"search_path\s*=\s*(\S+)", str((settings_dict.get("OPTIONS") or {}).get("options", "")))
+    return found.group(1) if found else None
 
 
 def _field_is_indexed(model: type[models.Model], field: models.Field) -> bool:

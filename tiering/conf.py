@@ -33,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE": "0 2 * * *",
     # Storage prices per GB and month used by analyze_tiers and the dashboard.
     "COST_PER_GB_MONTH": {"hot": 0.25, "cold": 0.02},
-    # Force the mover's copy path: "sqlite" (ATTACH), "pg_copy" (COPY), "orm"; None chooses.
+    # Force the mover's copy path: "sqlite" (ATTACH), "pg_copy" (COPY), "pg_insert" (INSERT ... SELECT between
+    # two schemas of one PostgreSQL database), "orm"; None chooses from the HOT/COLD pair.
     "MOVE_PATH": None,
     # Run dashboard "Run now" moves in the web process instead of through Celery.
     "RUN_IN_PROCESS": False,

@@ -25,7 +25,7 @@ One run of ``move()``:
    the number of rows kept; ``batch_done`` is sent. ``run_finished`` (and
    ``run_failed``) at the end; errors are logged on ``tiering.mover``.
 
-Three paths do steps 3-6:
+Four paths do steps 3-6:
 
 - ``sqlite`` (two SQLite files): ONE transaction (``BEGIN IMMEDIATE``) on the
   target connection with the source ATTACHed: the eligible keys of the range
@@ -44,6 +44,17 @@ Three paths do steps 3-6:
   64-bit hash of each row's text, with the source's session settings) to find
   the rows that differ. The target commits, then the source deletes and
   commits (with the ledger for TO_COLD).
+- ``pg_insert`` (two PostgreSQL aliases on one server and database, cold in its
+  own schema through the cold alias's search_path; each alias's schema is its
+  ``current_schema()``): ONE transaction on the source connection, every table
+  schema-qualified: the batch locked ``FOR UPDATE`` (children included) into a
+  temp table, ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` parents and
+  children, a join comparing every column null-safely (``IS NOT DISTINCT
+  FROM``), the target sequences, deletes and the ledger (TO_COLD). One commit:
+  a crash leaves nothing half-done. Aliases that reach the same tables (one
+  SQLite file; one PostgreSQL database and schema) are refused by every path
+  (and by the system check tiering.E011): each row would be copied onto itself,
+  verified and deleted.
 - ``orm`` (any other pair, and selections that need joins): bulk_create, then a
   Python content hash per parent (with children) compared under row locks in
   both tiers; a write made to the copy between copy and verify wins.
@@ -59,7 +70,7 @@ UNDONE/FAILED. After a crash the repair looks at the rows of each open batch's
 key range: a key in both tiers gets its copy removed (the source is
 authoritative); a key gone from the source was moved. ``HOTCOLD_TEST_CRASH_AT=step:n``
 (test subprocesses only) kills the process at a named step: after_copy,
-after_verify (on PostgreSQL after the target commit), mid_delete,
+after_verify (on pg_copy after the target commit), mid_delete,
 after_delete_before_ledger.
 
 Restored rows (TO_HOT) get a fresh mark so the next archive run does not send
@@ -67,8 +78,7 @@ them straight back: the access field of an access (or hybrid) policy is set to
 now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COLD
 skips held rows for the time policy's ``older_than`` after the restore.
 
-Known limits: PostgreSQL aliases on one server and database are still copied
-with COPY (no INSERT ... SELECT shortcut); ``auto_now`` fields would be re-stamped by the ``orm``
+Known limits: ``auto_now`` fields would be re-stamped by the ``orm``
 path; a source row deleted by the application while its batch was half-done
 is kept from its target copy by the repair.
 """
@@ -89,7 +99,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable
 
 from django.core.exceptions import EmptyResultSet, FullResultSet
-from django.db import IntegrityError, connections, models, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -101,7 +111,7 @@ from .signals import batch_done, run_failed, run_finished
 
 logger = logging.getLogger("tiering.mover")
 
-PATHS = ("sqlite", "pg_copy", "orm")
+PATHS = ("sqlite", "pg_copy", "pg_insert", "orm")
 MIN_BATCH = 10
 OPEN_STATES = (BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED)
 
@@ -155,13 +165,14 @@ def move(
 ) -> MigrationRun:
     """Move the selected rows (and their children) between tiers; see the module docstring."""
     _check_selection(direction, pks, where, all_rows, limit, batch_size)
+    path = _choose_path(direction, path)  # refuses tiers that are the same tables before anything is written
     joined = run is not None
     if run is None:
         run = start_run(tiered, direction, trigger=trigger, now=now,
                         selection=_describe_selection(pks, where, all_rows, limit, batch_size, key_range))
     else:
         _acquire_lock(tiered, direction, run)
-    ctx = _Move(tiered, direction, run, now=run.cutoff or now or timezone.now(), path=_choose_path(direction, path))
+    ctx = _Move(tiered, direction, run, now=run.cutoff or now or timezone.now(), path=path)
     try:
         stopped = _run_batches(ctx, _selection(ctx, pks, where, key_range), limit, batch_size,
                                max_runtime, sleep, progress)
@@ -206,6 +217,7 @@ def plan(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows:
 def start_run(tiered: TieredModel, direction: str, *, trigger: str, selection: dict,
               now: datetime | None = None) -> MigrationRun:
     """Create the run, take the model+direction lock and repair earlier half-done batches."""
+    _refuse_same_tables(tiering_settings.HOT, tiering_settings.COLD)
     now = now or timezone.now()
     run = MigrationRun.objects.using(_hot()).create(
         model_label=tiered.label, direction=direction, trigger=trigger, cutoff=now,
@@ -249,12 +261,13 @@ def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
     still moved under the per-row verify-and-delete, so it is safe alongside.
     """
     pks = list(pks)
+    path = _choose_path(Direction.TO_HOT, None)
     run = MigrationRun.objects.using(_hot()).create(
         model_label=tiered.label, direction=Direction.TO_HOT, trigger="promote", cutoff=timezone.now(),
         policy=tiered.policy.describe() if tiered.policy else "", selection={"pks": [str(p) for p in pks]},
         owner=_owner(),
     )
-    ctx = _Move(tiered, Direction.TO_HOT, run, now=run.cutoff, path=_choose_path(Direction.TO_HOT, None))
+    ctx = _Move(tiered, Direction.TO_HOT, run, now=run.cutoff, path=path)
     try:
         _run_batches(ctx, _selection(ctx, pks, None, None), None, None, None, 0.0, None)
     except Exception as exc:
@@ -274,11 +287,9 @@ class _Move:
         self.tiered, self.model, self.direction, self.run, self.now = tiered, tiered.model, direction, run, now
         hot, cold = tiering_settings.HOT, tiering_settings.COLD
         self.source, self.target = (hot, cold) if direction == Direction.TO_COLD else (cold, hot)
-        self.path = path
-        if path == "sqlite" and not _sqlite_pair(self.source, self.target):
-            raise ValueError(f"path 'sqlite' needs two SQLite files, not {self.source}/{self.target}")
-        if path == "pg_copy" and not _vendor_pair(self.source, self.target, "postgresql"):
-            raise ValueError(f"path 'pg_copy' needs two PostgreSQL aliases, not {self.source}/{self.target}")
+        self.path = path  # checked against the pair by _choose_path
+        if path == "pg_insert":
+            self.schemas = (_pg_schema(self.source), _pg_schema(self.target))
         self._held: set[str] | None = None
         self._constraints_inside: bool | None = None
 
@@ -349,7 +360,7 @@ def _move_batch(ctx: _Move, pks: list) -> MigrationBatch:
     """One batch: record its keys (COPYING), then copy, verify, delete and ledger on the run's path."""
     _heartbeat(ctx)
     batch = _open_batch(ctx, pks)
-    path = {"sqlite": _batch_sqlite, "pg_copy": _batch_pg, "orm": _batch_orm}[ctx.path]
+    path = {"sqlite": _batch_sqlite, "pg_copy": _batch_pg, "pg_insert": _batch_pg_insert, "orm": _batch_orm}[ctx.path]
     try:
         done, recorded, moved_keys = path(ctx, batch, pks)
         if ctx.direction == Direction.TO_HOT:
@@ -847,6 +858,147 @@ def _pg_row_digests(cursor, parent: _Table, children: list, selected: tuple[str,
     return out
 
 
+# ---------------------------------------------- fast path: one PostgreSQL database, two schemas
+def _batch_pg_insert(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
+    """Hot and cold in two schemas of one PostgreSQL database: the whole batch in ONE transaction on the
+    source connection, every table schema-qualified (``ctx.schemas``), never through search_path.
+
+    ``FOR UPDATE`` locks the batch (range + policy) and its children, ``INSERT ... SELECT ... ON CONFLICT DO
+    NOTHING`` copies parents then children, a join compares every column null-safely, the deletes re-check
+    the policy and, for TO_COLD, the ledger commits with them. One commit: a crash anywhere rolls the whole
+    batch back, so there is no window between a target and a source commit for the repair to close.
+    """
+    conn = connections[ctx.source]
+    src, dst = (_qn(s) for s in ctx.schemas)
+    parent = _tables(ctx.model, ctx.source)
+    children = [(_tables(c.model, ctx.source), _qn(c.fk.column)) for c in ctx.tiered.children]
+    where, params = ctx.where_sql
+    t = parent
+    keys = "pg_temp." + _temp_name("tiering_keys", ctx.model._meta.db_table)
+    bad = "pg_temp." + _temp_name("tiering_bad", ctx.model._meta.db_table)
+    # an array the index can be searched with (IN (SELECT ...) was a hash join over the whole table per batch)
+    in_batch = f"= ANY(ARRAY(SELECT pk FROM {keys}))"
+    with transaction.atomic(using=ctx.source), conn.cursor() as cur:
+        t0 = time.monotonic()
+        pk_type = ctx.model._meta.pk.rel_db_type(conn)
+        for temp in (keys, bad):
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp.split('.', 1)[1]} (pk {pk_type} PRIMARY KEY) "
+                        "ON COMMIT DELETE ROWS")
+        # the batch: keys in the range that are eligible now, locked with their children until the commit
+        cur.execute(f"INSERT INTO {keys} SELECT pk FROM (SELECT {t.ref}.{t.pk} AS pk FROM {src}.{t.table} "
+                    f"WHERE {t.ref}.{t.pk} >= %s AND {t.ref}.{t.pk} <= %s AND ({where}) "
+                    f"ORDER BY 1 FOR UPDATE) locked", [pks[0], pks[-1], *params])
+        for c, fk in children:
+            cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM {src}.{c.table} WHERE {fk} {in_batch} "
+                        f"ORDER BY {c.pk} FOR UPDATE) locked")
+        # 3. copy: parents, then children; rows already in the target are left alone (and verified)
+        _pg_insert_copy(cur, src, dst, parent, children, in_batch)
+        _advance_sequences(ctx, cur, ctx.schemas[1])  # in this transaction, where the new keys are visible
+        copy_seconds = time.monotonic() - t0
+        _hook("after_copy")
+        # 4. verify: every column compared null-safely, in SQL
+        t0 = time.monotonic()
+        rows, child_rows, nbytes, kept = _pg_insert_verify(ctx, cur, src, dst, parent, children, keys, bad)
+        verify_seconds = time.monotonic() - t0
+        _hook("after_verify")
+        # 5. delete: children, then parents still eligible (re-checked in the delete itself)
+        t0 = time.monotonic()
+        deleted_children = 0
+        for c, fk in children:
+            cur.execute(f"DELETE FROM {src}.{c.table} WHERE {fk} {in_batch}")
+            deleted_children += cur.rowcount
+        _hook("mid_delete")
+        cur.execute(f"DELETE FROM {src}.{t.table} WHERE {t.ref}.{t.pk} {in_batch} AND ({where})", params)
+        if cur.rowcount != rows or deleted_children != child_rows:
+            raise MoveError(f"batch {batch.seq}: deleted {cur.rowcount} rows and {deleted_children} children, "
+                            f"verified {rows} and {child_rows}; rolled back", ctx.run)
+        _hook("after_delete_before_ledger")
+        done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
+        done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
+        # 6. ledger: in this transaction when it lives in the source (hot, for TO_COLD)
+        recorded = ctx.source == _hot()
+        moved: list = []
+        if recorded:
+            _record_done(ctx, batch, done)
+        else:
+            cur.execute(f"SELECT pk FROM {keys}")
+            moved = [r[0] for r in cur.fetchall()]
+    return done, recorded, moved
+
+
+def _pg_insert_copy(cur, src: str, dst: str, parent: _Table, children: list, keys: str) -> None:
+    """INSERT ... SELECT ... ON CONFLICT DO NOTHING of the parents (``pk {keys}``) and children (``fk {keys}``)."""
+    for t, key in [(parent, parent.pk)] + children:
+        cols = ", ".join(t.cols)
+        cur.execute(f"INSERT INTO {dst}.{t.table} ({cols}) SELECT {cols} FROM {src}.{t.table} WHERE {key} {keys} "
+                    f"ON CONFLICT ({t.pk}) DO NOTHING")
+
+
+def _pg_insert_verify(ctx: _Move, cur, src: str, dst: str, parent: _Table, children: list, keys: str,
+                      bad: str) -> tuple[int, int, int, int]:
+    """Compare the batch column by column; return (rows, child_rows, bytes, kept).
+
+    As ``_sqlite_verify``: mismatching parents (a stale copy of a crashed
+    attempt, a row written through such a copy) get a fresh copy from the
+    source and are compared again; what still differs stays in the source,
+    its copy removed.
+    """
+    in_batch, in_bad = f"= ANY(ARRAY(SELECT pk FROM {keys}))", f"IN (SELECT pk FROM {bad})"
+    kept = 0
+    for attempt in range(3):
+        rows, matched, nbytes = _pg_insert_compare(cur, src, dst, parent, f"s.{parent.pk} {in_batch}")
+        ok = rows == matched
+        child_rows = 0
+        for c, fk in children:
+            n, m, b = _pg_insert_compare(cur, src, dst, c, f"s.{fk} {in_batch}")
+            cur.execute(f"SELECT count(*) FROM {dst}.{c.table} WHERE {fk} {in_batch}")
+            ok = ok and n == m == cur.fetchone()[0]
+            child_rows, nbytes = child_rows + n, nbytes + b
+        if ok:
+            return rows, child_rows, nbytes, kept
+        if attempt == 2:
+            break
+        nbad = _pg_insert_bad_keys(cur, src, dst, parent, children, in_batch, bad)
+        logger.warning("run %s: %s rows of the batch differ in %s; %s", ctx.run.pk, nbad, ctx.target,
+                       "copying them again from the source" if attempt == 0 else "they stay in the source")
+        for c, fk in children:
+            cur.execute(f"DELETE FROM {dst}.{c.table} WHERE {fk} {in_bad}")
+        cur.execute(f"DELETE FROM {dst}.{parent.table} WHERE {parent.pk} {in_bad}")
+        if attempt == 0:
+            _pg_insert_copy(cur, src, dst, parent, children, in_bad)
+        else:
+            cur.execute(f"DELETE FROM {keys} WHERE pk {in_bad}")
+            kept += nbad
+    raise MoveError(f"run {ctx.run.pk}: the batch still differs in {ctx.target} after removing the mismatches",
+                    ctx.run)
+
+
+def _pg_insert_compare(cur, src: str, dst: str, t: _Table, where: str) -> tuple[int, int, int]:
+    """(source rows, rows with an identical target row, bytes of the source rows' text) of ``t``."""
+    same = "".join(f" AND d.{c} IS NOT DISTINCT FROM s.{c}" for c in t.cols if c != t.pk)
+    cur.execute(f"SELECT count(*), count(d.{t.pk}), coalesce(sum(octet_length(s::text)), 0) "
+                f"FROM {src}.{t.table} AS s LEFT JOIN {dst}.{t.table} AS d ON d.{t.pk} = s.{t.pk}{same} "
+                f"WHERE {where}")
+    n, m, b = cur.fetchone()
+    return n, m, int(b)
+
+
+def _pg_insert_bad_keys(cur, src: str, dst: str, parent: _Table, children: list, in_batch: str, bad: str) -> int:
+    """Fill ``bad`` with the parents whose copy (or a child's) differs; return how many."""
+    cur.execute(f"DELETE FROM {bad}")
+    for t, key, fk in [(parent, parent.pk, parent.pk)] + [(c, c.pk, fk) for c, fk in children]:
+        same = "".join(f" AND d.{c} IS NOT DISTINCT FROM s.{c}" for c in t.cols if c != t.pk)
+        cur.execute(f"INSERT INTO {bad} (pk) SELECT s.{fk} FROM {src}.{t.table} AS s "
+                    f"LEFT JOIN {dst}.{t.table} AS d ON d.{key} = s.{key}{same} "
+                    f"WHERE s.{fk} {in_batch} AND d.{key} IS NULL ON CONFLICT DO NOTHING")
+        if t is not parent:  # children in the target that the source does not have
+            cur.execute(f"INSERT INTO {bad} (pk) SELECT d.{fk} FROM {dst}.{t.table} AS d "
+                        f"WHERE d.{fk} {in_batch} AND NOT EXISTS (SELECT 1 FROM {src}.{t.table} AS s "
+                        f"WHERE s.{key} = d.{key} AND s.{fk} IS NOT DISTINCT FROM d.{fk}) ON CONFLICT DO NOTHING")
+    cur.execute(f"SELECT count(*) FROM {bad}")
+    return cur.fetchone()[0]
+
+
 # --------------------------------------------------------------- portable path: the ORM
 def _batch_orm(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
     """Any pair: bulk_create copies, content hashes computed in Python, verify and delete under row locks."""
@@ -886,23 +1038,30 @@ def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
     return todo, written
 
 
-def _advance_sequences(ctx: _Move) -> None:
-    """Keep PostgreSQL target sequences ahead of the largest key copied in."""
+def _advance_sequences(ctx: _Move, cursor=None, schema: str | None = None) -> None:
+    """Keep PostgreSQL target sequences ahead of the largest key copied in.
+
+    ``cursor`` and ``schema``: the pg_insert path passes its own transaction's
+    cursor (its uncommitted copies are visible there) and the target schema.
+    """
     conn = connections[ctx.target]
     if conn.vendor != "postgresql":
         return
-    with conn.cursor() as cursor:
-        for model in [ctx.model] + [c.model for c in ctx.tiered.children]:
-            pk = model._meta.pk
-            if not isinstance(pk, models.AutoField):
-                continue
-            table = model._meta.db_table
-            cursor.execute(
-                f"SELECT setval(s.seq, m.top) FROM (SELECT pg_get_serial_sequence(%s, %s) AS seq) s, "
-                f"(SELECT MAX({_qn(pk.column)}) AS top FROM {_qn(table)}) m "
-                "WHERE s.seq IS NOT NULL AND m.top IS NOT NULL "
-                "AND m.top > COALESCE(pg_sequence_last_value(s.seq::regclass), 0)",
-                [table, pk.column])
+    if cursor is None:
+        with conn.cursor() as cursor:
+            return _advance_sequences(ctx, cursor)
+    prefix = _qn(schema) + "." if schema else ""
+    for model in [ctx.model] + [c.model for c in ctx.tiered.children]:
+        pk = model._meta.pk
+        if not isinstance(pk, models.AutoField):
+            continue
+        table = prefix + _qn(model._meta.db_table)
+        cursor.execute(
+            f"SELECT setval(s.seq, m.top) FROM (SELECT pg_get_serial_sequence(%s, %s) AS seq) s, "
+            f"(SELECT MAX({_qn(pk.column)}) AS top FROM {table}) m "
+            "WHERE s.seq IS NOT NULL AND m.top IS NOT NULL "
+            "AND m.top > COALESCE(pg_sequence_last_value(s.seq::regclass), 0)",
+            [table, pk.column])
 
 
 def _verify_and_delete(ctx: _Move, pks: list, written: dict, inserted: list) -> tuple[set, str, int, int]:
@@ -1244,17 +1403,93 @@ def _hold_period(policy) -> timedelta | None:
 
 
 def _choose_path(direction: str, forced: str | None) -> str:
+    """The copy path for the configured pair (or the forced one, if it fits); raises ValueError, before
+    any run exists, for an unknown or unfit path and for tiers that are the same tables."""
+    hot, cold = tiering_settings.HOT, tiering_settings.COLD
+    _refuse_same_tables(hot, cold)
     forced = forced or tiering_settings.MOVE_PATH
     if forced:
         if forced not in PATHS:
             raise ValueError(f"Unknown move path {forced!r}; choose one of {', '.join(PATHS)}")
+        if forced == "sqlite" and not _sqlite_pair(hot, cold):
+            raise ValueError(f"path 'sqlite' needs two SQLite files, not {hot}/{cold}")
+        if forced == "pg_copy" and not _vendor_pair(hot, cold, "postgresql"):
+            raise ValueError(f"path 'pg_copy' needs two PostgreSQL aliases, not {hot}/{cold}")
+        if forced == "pg_insert" and not _same_pg_database(hot, cold):
+            raise ValueError(f"path 'pg_insert' needs two PostgreSQL aliases on one database, not {hot}/{cold}")
         return forced
-    hot, cold = tiering_settings.HOT, tiering_settings.COLD
     if _sqlite_pair(hot, cold):
         return "sqlite"
     if _vendor_pair(hot, cold, "postgresql"):
-        return "pg_copy"
+        return "pg_insert" if _same_pg_database(hot, cold) else "pg_copy"
     return "orm"
+
+
+def same_tables(a: str, b: str) -> str | None:
+    """Why aliases ``a`` and ``b`` reach the very same tables, or None when they do not.
+
+    Moving between them would copy each row onto itself, verify it and delete
+    it: every row lost. SQLite: one file. PostgreSQL: one server, database and
+    schema (``current_schema()``; a cold alias in the same database needs its
+    own schema through its search_path).
+    """
+    if _vendor_pair(a, b, "sqlite"):
+        names = [str(connections[x].settings_dict["NAME"]) for x in (a, b)]
+        if names[0] == names[1] or os.path.realpath(names[0]) == os.path.realpath(names[1]):
+            if ":memory:" not in names[0] and "mode=memory" not in names[0]:
+                return f"{a!r} and {b!r} are the same SQLite file {names[0]}"
+    elif _vendor_pair(a, b, "postgresql") and _same_pg_database(a, b):
+        if _pg_schema(a) == _pg_schema(b):
+            return (f"{a!r} and {b!r} are the same PostgreSQL database and schema {_pg_schema(a)!r}: "
+                    "give the cold alias its own schema (OPTIONS={'options': '-c search_path=cold'})")
+    return None
+
+
+def _refuse_same_tables(a: str, b: str) -> None:
+    reason = same_tables(a, b)
+    if reason:
+        raise ValueError(f"Refusing to move rows: {reason}")
+
+
+def _pg_place(alias: str) -> tuple:
+    """(server, database, schema) that unqualified table names of ``alias`` resolve to.
+
+    Asked of the server, once per connection: two spellings of one host are
+    one database. The server is told apart by its start time and port.
+    """
+    conn = connections[alias]
+    conn.ensure_connection()
+    cached = getattr(conn, "_tiering_place", None)
+    if cached is not None and cached[0] is conn.connection:
+        return cached[1]
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_postmaster_start_time()::text || ' port ' || current_setting('port'), "
+                       "current_database(), current_schema()")
+        place = tuple(cursor.fetchone())
+    conn._tiering_place = (conn.connection, place)
+    return place
+
+
+def _same_pg_database(a: str, b: str) -> bool:
+    """Both aliases are PostgreSQL connections to one database of one server.
+
+    An alias that does not answer is taken as another database: the run then
+    fails on it with its own error, recorded in the ledger.
+    """
+    if not _vendor_pair(a, b, "postgresql"):
+        return False
+    try:
+        return _pg_place(a)[:2] == _pg_place(b)[:2]
+    except DatabaseError:
+        return False
+
+
+def _pg_schema(alias: str) -> str:
+    schema = _pg_place(alias)[2]
+    if schema is None:
+        raise ValueError(f"The search_path of database alias {alias!r} names no existing schema; "
+                         "create it (CREATE SCHEMA cold) and run migrate --database for that alias")
+    return schema
 
 
 def _vendor_pair(a: str, b: str, vendor: str) -> bool:
