@@ -214,6 +214,18 @@ def test_unknown_cold_alias_is_command_error(tiers, settings):
     assert snapshot(tiers) == before
 
 
+def test_hot_and_cold_on_the_same_tables_is_command_error_and_changes_nothing(tiers, settings):
+    seed(old=3, new=1)
+    before = snapshot(tiers)
+    settings.TIERING = {**settings.TIERING, "COLD": tiers.hot}
+    for command, args in (("migrate_cold", []), ("restore_hot", ["--model", "orders.Order", "--all"])):
+        with pytest.raises(CommandError, match="same tables") as excinfo:
+            run_command(command, *args, "--no-input")
+        assert "\n" not in str(excinfo.value).strip()
+    settings.TIERING = {**settings.TIERING, "COLD": tiers.cold}
+    assert snapshot(tiers) == before
+
+
 # --- dry run and real runs -------------------------------------------------------------------
 
 def test_dry_run_changes_nothing(tiers):

@@ -208,6 +208,11 @@ def check_aliases(models: Iterable[TieredModel]) -> None:
                 f"The {role} database (alias {alias!r}) lacks table(s) {', '.join(missing)}: "
                 f"run 'manage.py migrate --database={alias}'"
             )
+    from tiering.mover import same_tables
+
+    reason = same_tables(tiering_settings.HOT, tiering_settings.COLD)
+    if reason:  # a move would copy each row onto itself and delete it
+        raise CommandError(f"Hot and cold are the same tables: {reason}.")
 
 
 def check_lock(tiered: TieredModel, direction: str) -> None:
