@@ -668,10 +668,11 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
             # meanwhile: the FK waits on the locked parents).
             src.execute(f"SELECT coalesce(array_agg(pk), '{{}}') FROM {keys}")
             batch_keys = src.fetchone()[0]
-            # (template, params) selecting the batch by a table's parent-key column ({key}); the key range
-            # lets PostgreSQL use that column's index instead of scanning the whole table for every batch
+            # (template, params) selecting the batch by a table's parent-key column ({key}); in the source the
+            # key range lets PostgreSQL use that column's index instead of scanning the whole table for every
+            # batch; in the target a range misled the plans of tables still being filled (measured 15% slower)
             in_source = (f"{{key}} >= %s AND {{key}} <= %s AND {{key}} IN (SELECT pk FROM {keys})", [pks[0], pks[-1]])
-            in_target = ("{key} >= %s AND {key} <= %s AND {key} = ANY(%s)", [pks[0], pks[-1], batch_keys])
+            in_target = ("{key} = ANY(%s)", [batch_keys])
             stages = None
             try:
                 with transaction.atomic(using=ctx.target):  # a savepoint
