@@ -480,15 +480,7 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
             _hook("after_verify")
             # 5. delete: children, then parents still eligible (re-checked in the delete itself)
             t0 = time.monotonic()
-            deleted_children = 0
-            for c, fk in children:
-                cur.execute(f"DELETE FROM tiering_src.{c.table} WHERE {fk} {in_batch}", [])
-                deleted_children += cur.rowcount
-            _hook("mid_delete")
-            cur.execute(f"DELETE FROM tiering_src.{t.table} WHERE {t.pk} {in_batch} AND ({where})", params)
-            if cur.rowcount != rows or deleted_children != child_rows:
-                raise MoveError(f"batch {batch.seq}: deleted {cur.rowcount} rows and {deleted_children} children, "
-                                f"verified {rows} and {child_rows}; rolled back", ctx.run)
+            _delete_verified(ctx, cur, batch, "tiering_src.", parent, children, in_batch, rows, child_rows)
             _hook("after_delete_before_ledger")
             done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
             done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
@@ -510,6 +502,23 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
                 raw.execute("DETACH DATABASE tiering_src")
                 raw.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
     return done, recorded, moved
+
+
+def _delete_verified(ctx: _Move, cur, batch: MigrationBatch, prefix: str, parent: _Table, children: list,
+                     in_batch: str, rows: int, child_rows: int) -> None:
+    """5. delete (one-transaction paths): children, then parents still eligible (the policy re-checked in
+    the delete itself); counts that differ from the verified ones raise, rolling the batch back."""
+    where, params = ctx.where_sql
+    deleted_children = 0
+    for c, fk in children:
+        cur.execute(f"DELETE FROM {prefix}{c.table} WHERE {fk} {in_batch}", [])
+        deleted_children += cur.rowcount
+    _hook("mid_delete")
+    cur.execute(f"DELETE FROM {prefix}{parent.table} WHERE {parent.ref}.{parent.pk} {in_batch} AND ({where})",
+                params)
+    if cur.rowcount != rows or deleted_children != child_rows:
+        raise MoveError(f"batch {batch.seq}: deleted {cur.rowcount} rows and {deleted_children} children, "
+                        f"verified {rows} and {child_rows}; rolled back", ctx.run)
 
 
 @dataclass
@@ -904,15 +913,7 @@ def _batch_pg_insert(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Don
         _hook("after_verify")
         # 5. delete: children, then parents still eligible (re-checked in the delete itself)
         t0 = time.monotonic()
-        deleted_children = 0
-        for c, fk in children:
-            cur.execute(f"DELETE FROM {src}.{c.table} WHERE {fk} {in_batch}")
-            deleted_children += cur.rowcount
-        _hook("mid_delete")
-        cur.execute(f"DELETE FROM {src}.{t.table} WHERE {t.ref}.{t.pk} {in_batch} AND ({where})", params)
-        if cur.rowcount != rows or deleted_children != child_rows:
-            raise MoveError(f"batch {batch.seq}: deleted {cur.rowcount} rows and {deleted_children} children, "
-                            f"verified {rows} and {child_rows}; rolled back", ctx.run)
+        _delete_verified(ctx, cur, batch, f"{src}.", parent, children, in_batch, rows, child_rows)
         _hook("after_delete_before_ledger")
         done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
         done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
