@@ -1,6 +1,10 @@
 """The SQL fast paths (SQLite ATTACH, PostgreSQL COPY): stale copies, repair by key range, fallbacks."""
 from __future__ import annotations
 
+import shutil
+import sqlite3
+from contextlib import closing
+
 import pytest
 from django.db import connections
 from django.utils import timezone
@@ -131,7 +135,7 @@ def test_sqlite_batch_switches_foreign_key_checks_off_only_for_itself(settings):
     seen = []
 
     def record(execute, sql, params, many, context):
-        if sql.startswith("INSERT OR IGNORE INTO main."):
+        if sql.startswith("INSERT INTO main."):
             with connections["cold"].cursor() as cur:
                 seen.append(cur.execute("PRAGMA foreign_keys").fetchone()[0])
         return execute(sql, params, many, context)
@@ -163,3 +167,69 @@ def test_sqlite_batch_bytes_count_text_by_its_bytes_and_numbers_as_eight(setting
     expected = measured(Order) + measured(OrderLine)
     run = mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite")
     assert run.rows == 25 and run.bytes == expected > 25 * 8
+
+
+def test_sqlite_batch_syncs_the_target_fully_and_hands_back_the_connection_settings(settings, tmp_path):
+    """In WAL mode the two files commit one by one, target first: at each batch commit the target runs
+    ``synchronous = FULL`` (its copy is on disk before the source's delete is written, so a power loss
+    cannot keep the delete and lose the copy). The mover checkpoints by itself during the batch; the
+    connection gets NORMAL and auto-checkpoints back, and no frame is left in the cold file's WAL."""
+    settings.TIERING = {**settings.TIERING, "HOT": "default", "COLD": "cold"}
+    seed_orders("default", 30, lines=2)
+    seen = []
+
+    def record(execute, sql, params, many, context):
+        if sql == "COMMIT":
+            raw = connections["cold"].connection
+            seen.append((raw.execute("PRAGMA main.synchronous").fetchone()[0],
+                         raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0]))
+        return execute(sql, params, many, context)
+
+    with connections["cold"].cursor() as cur:
+        before = (cur.execute("PRAGMA main.synchronous").fetchone()[0],
+                  cur.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    assert before[0] < 2 and before[1] > 0  # the site's NORMAL, SQLite's auto-checkpoint
+    with connections["cold"].execute_wrapper(record):
+        run = mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite", batch_size=10)
+    assert run.rows == 30 and seen and set(seen) == {(2, 0)}
+    with connections["cold"].cursor() as cur:
+        assert (cur.execute("PRAGMA main.synchronous").fetchone()[0],
+                cur.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == before
+    # the run ends with a checkpoint: the cold database file alone, without its WAL, holds every moved row
+    bare = tmp_path / "cold-file-only.sqlite3"
+    shutil.copyfile(connections["cold"].settings_dict["NAME"], bare)
+    with closing(sqlite3.connect(bare)) as copy:
+        assert copy.execute("SELECT count(*) FROM orders_order").fetchone()[0] == 30
+        assert copy.execute("SELECT count(*) FROM orders_orderline").fetchone()[0] == 60
+    assert_lines_follow_orders("default", "cold")
+
+
+def test_pg_copy_target_commits_durably_on_a_server_that_does_not(tiers):
+    """The target's commit must be on disk before the source deletes: on a server running
+    ``synchronous_commit = off`` (the test cluster does) the batch's target transaction runs 'local'.
+    A trigger on the target records the setting the copy was written under."""
+    if tiers.backend != "postgresql":
+        pytest.skip("the two-commit COPY path is the PostgreSQL pair's")
+    seed_orders(tiers.hot, 15, lines=1)
+    with connections[tiers.cold].cursor() as cur:
+        cur.execute("SHOW synchronous_commit")
+        assert cur.fetchone()[0] == "off"
+        cur.execute("CREATE TABLE tiering_test_seen (setting text)")
+        cur.execute("CREATE FUNCTION tiering_test_seen() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "INSERT INTO tiering_test_seen VALUES (current_setting('synchronous_commit')); RETURN NULL; "
+                    "END $$")
+        cur.execute("CREATE TRIGGER tiering_test_seen AFTER INSERT ON orders_order FOR EACH STATEMENT "
+                    "EXECUTE FUNCTION tiering_test_seen()")
+    try:
+        run = mover.move(registry.get(Order), Direction.TO_COLD, path="pg_copy", batch_size=5)
+        assert run.rows == 15
+        with connections[tiers.cold].cursor() as cur:
+            cur.execute("SELECT setting, count(*) FROM tiering_test_seen GROUP BY setting")
+            assert cur.fetchall() == [("local", 3)]
+            cur.execute("SHOW synchronous_commit")
+            assert cur.fetchone()[0] == "off"  # SET LOCAL: the connection's own setting is untouched
+    finally:
+        with connections[tiers.cold].cursor() as cur:
+            cur.execute("DROP TRIGGER tiering_test_seen ON orders_order")
+            cur.execute("DROP FUNCTION tiering_test_seen()")
+            cur.execute("DROP TABLE tiering_test_seen")

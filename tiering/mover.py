@@ -29,11 +29,12 @@ Four paths do steps 3-6:
 
 - ``sqlite`` (two SQLite files): ONE transaction (``BEGIN IMMEDIATE``) on the
   target connection with the source ATTACHed: the eligible keys of the range
-  into a temp table, ``INSERT OR IGNORE ... SELECT`` parents and children, a
-  join comparing every column null-safely (``IS``), deletes, and the ledger
-  (when it lives in the source file). The target is ``main`` so that, in WAL
-  mode, it commits first: a crash between the two files' commits leaves copies
-  next to their source rows, never deletes without copies.
+  into a temp table, ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` parents
+  and children, a join comparing every column null-safely (``IS``), deletes,
+  and the ledger (when it lives in the source file). The target is ``main`` so
+  that, in WAL mode, it commits first, with ``synchronous = FULL``: a crash or
+  power loss between the two files' commits leaves copies next to their source
+  rows, never deletes without copies.
 - ``pg_copy`` (two PostgreSQL databases): the source transaction locks the
   batch's parents (``FOR UPDATE``); ``COPY (SELECT ... ORDER BY pk FOR UPDATE)
   TO STDOUT`` (binary) locks the children too and is piped into ``COPY ... FROM
@@ -91,9 +92,8 @@ import math
 import os
 import signal
 import socket
-import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable
@@ -105,7 +105,7 @@ from django.utils import timezone
 
 from .conf import tiering_settings
 from .models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
-from .policies import AccessPolicy, HybridPolicy, TimePolicy
+from .policies import HybridPolicy, TimePolicy
 from .registry import TieredModel
 from .signals import batch_done, run_failed, run_finished
 
@@ -113,6 +113,7 @@ logger = logging.getLogger("tiering.mover")
 
 PATHS = ("sqlite", "pg_copy", "pg_insert", "orm")
 MIN_BATCH = 10
+SQLITE_COLD_CHECKPOINT_BATCHES = 8  # see _sqlite_checkpoint
 OPEN_STATES = (BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED)
 
 
@@ -291,6 +292,7 @@ class _Move:
         if path == "pg_insert":
             self.schemas = (_pg_schema(self.source), _pg_schema(self.target))
         self._held: set[str] | None = None
+        self.cold_batches = 0  # SQLite batches not yet checkpointed into the cold file
         self._constraints_inside: bool | None = None
 
     @property
@@ -321,6 +323,15 @@ class _Move:
 
 def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, progress) -> bool:
     """Move batch after batch; return True when stopped early by limit or max_runtime."""
+    stopped = _batches(ctx, selection, limit, batch_size, max_runtime, sleep, progress)
+    if ctx.cold_batches:  # the SQLite path's last batches are still in the cold file's WAL
+        with connections[tiering_settings.COLD].cursor() as cur:
+            cur.execute("PRAGMA wal_checkpoint(PASSIVE)", [])
+        ctx.cold_batches = 0
+    return stopped
+
+
+def _batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, progress) -> bool:
     cap = batch_size or tiering_settings.BATCH_SIZE
     size = min(cap, 1000)
     total = selection.count()
@@ -429,6 +440,125 @@ def _summary_checksum(ctx: _Move, low: Any, high: Any, done: _Done, *digests: st
     return hashlib.sha256(":".join((text, *digests)).encode()).hexdigest()
 
 
+# ------------------------------------------ both tiers on one connection: sqlite and pg_insert
+@dataclass
+class _Table:
+    table: str      # quoted table name
+    ref: str        # quoted alias the compiled policy uses (the table name)
+    pk: str         # quoted primary key column
+    cols: list      # quoted concrete columns
+    db_types: list  # their column types on the run's source
+
+
+def _tables(model, alias: str) -> _Table:
+    fields = model._meta.concrete_fields
+    return _Table(_qn(model._meta.db_table), _qn(model._meta.db_table), _qn(model._meta.pk.column),
+                  [_qn(f.column) for f in fields], [f.db_type(connections[alias]) for f in fields])
+
+
+@dataclass(frozen=True)
+class _OneConnection:
+    """Copy, verify and delete of a batch as plain SQL over both tiers on one connection.
+
+    The ``sqlite`` path (the source ATTACHed) and the ``pg_insert`` path (two
+    schemas of one database) run the same statements; the fields are the few
+    words in which the two databases differ. The batch's parent keys are in
+    the temp table ``keys``.
+    """
+
+    src: str        # prefix of the source's tables, with its dot
+    dst: str        # prefix of the target's tables
+    keys: str       # temp table of the batch's parent keys
+    bad: str        # temp table of the parent keys whose copy (or a child's) differs
+    in_batch: str   # "<column> {in_batch}": membership in ``keys``, in the form this database searches fastest
+    same: str       # null-safe equality
+    source_bytes: Callable[[_Table], str]  # aggregate SQL of the payload bytes of the source rows ``s``
+
+    def copy(self, cur, parent: _Table, children: list, keys: str) -> None:
+        """3. copy the parents (``pk {keys}``), then their children (``fk {keys}``); a key already in the target
+        is left alone (the verify compares it), so a retried batch neither fails nor duplicates."""
+        for t, key in [(parent, parent.pk)] + children:
+            cols = ", ".join(t.cols)
+            cur.execute(f"INSERT INTO {self.dst}{t.table} ({cols}) SELECT {cols} FROM {self.src}{t.table} "
+                        f"WHERE {key} {keys} ON CONFLICT DO NOTHING")
+
+    def verify(self, ctx: _Move, cur, parent: _Table, children: list) -> tuple[int, int, int, int]:
+        """4. compare the batch column by column; return (rows, child_rows, bytes, kept).
+
+        Mismatching parents (a stale copy of a crashed attempt, a row written
+        through such a copy) get a fresh copy from the authoritative source and
+        are compared again; what still differs stays in the source, its copy
+        removed.
+        """
+        in_bad = f"IN (SELECT pk FROM {self.bad})"
+        kept = 0
+        for attempt in range(3):
+            rows, matched, nbytes = self._compare(cur, parent, f"s.{parent.pk} {self.in_batch}")
+            ok = rows == matched
+            child_rows = 0
+            for c, fk in children:
+                n, m, b = self._compare(cur, c, f"s.{fk} {self.in_batch}")
+                cur.execute(f"SELECT count(*) FROM {self.dst}{c.table} WHERE {fk} {self.in_batch}")
+                ok = ok and n == m == cur.fetchone()[0]
+                child_rows, nbytes = child_rows + n, nbytes + b
+            if ok:
+                return rows, child_rows, nbytes, kept
+            if attempt == 2:
+                break
+            bad = self._bad_keys(cur, parent, children)
+            logger.warning("run %s: %s rows of the batch differ in %s; %s", ctx.run.pk, bad, ctx.target,
+                           "copying them again from the source" if attempt == 0 else "they stay in the source")
+            for c, fk in children:
+                cur.execute(f"DELETE FROM {self.dst}{c.table} WHERE {fk} {in_bad}")
+            cur.execute(f"DELETE FROM {self.dst}{parent.table} WHERE {parent.pk} {in_bad}")
+            if attempt == 0:
+                self.copy(cur, parent, children, in_bad)
+            else:
+                cur.execute(f"DELETE FROM {self.keys} WHERE pk {in_bad}")
+                kept += bad
+        raise MoveError(f"run {ctx.run.pk}: the batch still differs in {ctx.target} after removing the mismatches",
+                        ctx.run)
+
+    def delete(self, ctx: _Move, cur, batch: MigrationBatch, parent: _Table, children: list, rows: int,
+               child_rows: int) -> None:
+        """5. delete children, then the parents still eligible (the policy re-checked in the delete itself);
+        counts that differ from the verified ones raise, rolling the batch back."""
+        where, params = ctx.where_sql
+        deleted_children = 0
+        for c, fk in children:
+            cur.execute(f"DELETE FROM {self.src}{c.table} WHERE {fk} {self.in_batch}")
+            deleted_children += cur.rowcount
+        _hook("mid_delete")
+        cur.execute(f"DELETE FROM {self.src}{parent.table} WHERE {parent.ref}.{parent.pk} {self.in_batch} "
+                    f"AND ({where})", params)
+        if cur.rowcount != rows or deleted_children != child_rows:
+            raise MoveError(f"batch {batch.seq}: deleted {cur.rowcount} rows and {deleted_children} children, "
+                            f"verified {rows} and {child_rows}; rolled back", ctx.run)
+
+    def _compare(self, cur, t: _Table, where: str) -> tuple[int, int, int]:
+        """(source rows, rows with an identical target row, source bytes) of ``t`` for ``where`` on ``s``."""
+        same = "".join(f" AND d.{c} {self.same} s.{c}" for c in t.cols if c != t.pk)
+        cur.execute(f"SELECT count(*), count(d.{t.pk}), {self.source_bytes(t)} FROM {self.src}{t.table} AS s "
+                    f"LEFT JOIN {self.dst}{t.table} AS d ON d.{t.pk} = s.{t.pk}{same} WHERE {where}")
+        n, m, b = cur.fetchone()
+        return n, m, int(b)
+
+    def _bad_keys(self, cur, parent: _Table, children: list) -> int:
+        """Fill ``bad`` with the parents whose copy (or a child's) differs; return how many."""
+        cur.execute(f"DELETE FROM {self.bad}")
+        for t, key, fk in [(parent, parent.pk, parent.pk)] + [(c, c.pk, fk) for c, fk in children]:
+            same = "".join(f" AND d.{c} {self.same} s.{c}" for c in t.cols if c != t.pk)
+            cur.execute(f"INSERT INTO {self.bad} (pk) SELECT s.{fk} FROM {self.src}{t.table} AS s "
+                        f"LEFT JOIN {self.dst}{t.table} AS d ON d.{key} = s.{key}{same} "
+                        f"WHERE s.{fk} {self.in_batch} AND d.{key} IS NULL ON CONFLICT DO NOTHING")
+            if t is not parent:  # children in the target that the source does not have
+                cur.execute(f"INSERT INTO {self.bad} (pk) SELECT d.{fk} FROM {self.dst}{t.table} AS d "
+                            f"WHERE d.{fk} {self.in_batch} AND NOT EXISTS (SELECT 1 FROM {self.src}{t.table} AS s "
+                            f"WHERE s.{key} = d.{key} AND s.{fk} {self.same} d.{fk}) ON CONFLICT DO NOTHING")
+        cur.execute(f"SELECT count(*) FROM {self.bad}")
+        return cur.fetchone()[0]
+
+
 # ------------------------------------------------------------- fast path: two SQLite files
 def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
     """Two SQLite files: the whole batch in ONE transaction on the target connection, source ATTACHed.
@@ -448,16 +578,23 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
     parent = _tables(ctx.model, ctx.source)
     children = [(_tables(c.model, ctx.source), c.fk.column) for c in ctx.tiered.children]
     where, params = ctx.where_sql
-    in_batch = "IN (SELECT pk FROM temp.tiering_batch)"
+    sql = _OneConnection(src="tiering_src.", dst="main.", keys="temp.tiering_batch", bad="temp.tiering_bad",
+                         in_batch="IN (SELECT pk FROM temp.tiering_batch)", same="IS", source_bytes=_sqlite_bytes)
     with conn.cursor() as cur:
         cur.execute("ATTACH DATABASE %s AS tiering_src", [source])
-        cur.execute("PRAGMA foreign_keys", [])
-        foreign_keys = cur.fetchone()[0]
+        saved = {}
+        for pragma in ("foreign_keys", "wal_autocheckpoint", "main.synchronous"):
+            cur.execute(f"PRAGMA {pragma}", [])
+            saved[pragma] = int(cur.fetchone()[0])
         try:
             for pragma in ("synchronous", "cache_size"):  # the source gets the target's settings
                 cur.execute(f"PRAGMA main.{pragma}", [])
                 cur.execute(f"PRAGMA tiering_src.{pragma} = {int(cur.fetchone()[0])}", [])
-            if foreign_keys and ctx.constraints_stay_inside:
+            # WAL commits file by file, target first; FULL syncs the target's WAL before the source's delete is
+            # written, so not even a power loss can keep the delete and lose the copy (NORMAL syncs only later)
+            cur.execute(f"PRAGMA main.synchronous = {max(saved['main.synchronous'], 2)}", [])
+            cur.execute("PRAGMA wal_autocheckpoint = 0", [])  # _sqlite_checkpoint does it after the commit
+            if saved["foreign_keys"] and ctx.constraints_stay_inside:
                 cur.execute("PRAGMA foreign_keys = OFF", [])  # the batch keeps them itself (see the property)
             cur.execute("BEGIN IMMEDIATE", [])
             t0 = time.monotonic()
@@ -469,18 +606,15 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
             cur.execute(f"INSERT INTO temp.tiering_batch (pk) SELECT {t.ref}.{t.pk} FROM tiering_src.{t.table} "
                         f"AS {t.ref} WHERE {t.ref}.{t.pk} >= %s AND {t.ref}.{t.pk} <= %s AND ({where})",
                         [pks[0], pks[-1], *params])
-            # 3. copy: parents, then children; rows already in the target are left alone (and verified)
-            _sqlite_copy(cur, parent, children, in_batch)
+            sql.copy(cur, parent, children, sql.in_batch)
             copy_seconds = time.monotonic() - t0
             _hook("after_copy")
-            # 4. verify: every column compared null-safely, in SQL
             t0 = time.monotonic()
-            rows, child_rows, nbytes, kept = _sqlite_verify(ctx, cur, parent, children, in_batch)
+            rows, child_rows, nbytes, kept = sql.verify(ctx, cur, parent, children)
             verify_seconds = time.monotonic() - t0
             _hook("after_verify")
-            # 5. delete: children, then parents still eligible (re-checked in the delete itself)
             t0 = time.monotonic()
-            _delete_verified(ctx, cur, batch, "tiering_src.", parent, children, in_batch, rows, child_rows)
+            sql.delete(ctx, cur, batch, parent, children, rows, child_rows)
             _hook("after_delete_before_ledger")
             done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
             done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
@@ -493,6 +627,7 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
                 cur.execute("SELECT pk FROM temp.tiering_batch", [])
                 moved = [r[0] for r in cur.fetchall()]
             cur.execute("COMMIT", [])
+            _sqlite_checkpoint(ctx, cur)
         except BaseException:
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
@@ -500,94 +635,25 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
         finally:  # other users of this connection must not lock the source file too
             if not raw.in_transaction:
                 raw.execute("DETACH DATABASE tiering_src")
-                raw.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
+                for pragma, value in saved.items():
+                    raw.execute(f"PRAGMA {pragma} = {value}")
     return done, recorded, moved
 
 
-def _delete_verified(ctx: _Move, cur, batch: MigrationBatch, prefix: str, parent: _Table, children: list,
-                     in_batch: str, rows: int, child_rows: int) -> None:
-    """5. delete (one-transaction paths): children, then parents still eligible (the policy re-checked in
-    the delete itself); counts that differ from the verified ones raise, rolling the batch back."""
-    where, params = ctx.where_sql
-    deleted_children = 0
-    for c, fk in children:
-        cur.execute(f"DELETE FROM {prefix}{c.table} WHERE {fk} {in_batch}", [])
-        deleted_children += cur.rowcount
-    _hook("mid_delete")
-    cur.execute(f"DELETE FROM {prefix}{parent.table} WHERE {parent.ref}.{parent.pk} {in_batch} AND ({where})",
-                params)
-    if cur.rowcount != rows or deleted_children != child_rows:
-        raise MoveError(f"batch {batch.seq}: deleted {cur.rowcount} rows and {deleted_children} children, "
-                        f"verified {rows} and {child_rows}; rolled back", ctx.run)
+def _sqlite_checkpoint(ctx: _Move, cur) -> None:
+    """Copy the batch's WAL frames into the database files, as SQLite's auto-checkpoint would at the commit,
+    but into the cold file only every ``SQLITE_COLD_CHECKPOINT_BATCHES`` batches and at the end of the run.
 
-
-@dataclass
-class _Table:
-    table: str      # quoted table name
-    ref: str        # quoted alias the compiled policy uses (the table name)
-    pk: str         # quoted primary key column
-    cols: list      # quoted concrete columns
-    db_types: list  # their column types on the run's source
-
-
-def _tables(model, alias: str) -> _Table:
-    fields = model._meta.concrete_fields
-    return _Table(_qn(model._meta.db_table), _qn(model._meta.db_table), _qn(model._meta.pk.column),
-                  [_qn(f.column) for f in fields], [f.db_type(connections[alias]) for f in fields])
-
-
-def _sqlite_copy(cur, parent: _Table, children: list, keys: str) -> None:
-    """INSERT OR IGNORE ... SELECT of the batch's parents (``pk {keys}``) and children (``fk {keys}``)."""
-    for t, key in [(parent, parent.pk)] + children:
-        cols = ", ".join(t.cols)
-        cur.execute(f"INSERT OR IGNORE INTO main.{t.table} ({cols}) SELECT {cols} FROM tiering_src.{t.table} "
-                    f"WHERE {key} {keys}", [])
-
-
-def _sqlite_verify(ctx: _Move, cur, parent: _Table, children: list, in_batch: str) -> tuple[int, int, int, int]:
-    """Compare the batch column by column; return (rows, child_rows, bytes, kept).
-
-    Mismatching parents (a stale copy of a crashed attempt, a row written
-    through such a copy) get a fresh copy from the authoritative source and are
-    compared again; what still differs stays in the source, its copy removed.
+    Hot is checkpointed after every batch, so the application's next commit does not inherit the work. The
+    application does not write to cold, and its index pages, rewritten by every batch, are then copied once
+    per checkpoint instead of once per batch (a third of the move's time at 1M orders went to checkpoints).
     """
-    kept = 0
-    for attempt in range(3):
-        rows, matched, nbytes = _sqlite_compare(cur, parent, f"s.{parent.pk} {in_batch}")
-        ok = rows == matched
-        child_rows = 0
-        for c, fk in children:
-            n, m, b = _sqlite_compare(cur, c, f"s.{fk} {in_batch}")
-            cur.execute(f"SELECT count(*) FROM main.{c.table} WHERE {fk} {in_batch}", [])
-            ok = ok and n == m == cur.fetchone()[0]
-            child_rows, nbytes = child_rows + n, nbytes + b
-        if ok:
-            return rows, child_rows, nbytes, kept
-        if attempt == 2:
-            break
-        bad = _sqlite_bad_keys(cur, parent, children, in_batch)
-        logger.warning("run %s: %s rows of the batch differ in %s; %s", ctx.run.pk, bad, ctx.target,
-                       "copying them again from the source" if attempt == 0 else "they stay in the source")
-        for c, fk in children:
-            cur.execute(f"DELETE FROM main.{c.table} WHERE {fk} IN (SELECT pk FROM temp.tiering_bad)", [])
-        cur.execute(f"DELETE FROM main.{parent.table} WHERE {parent.pk} IN (SELECT pk FROM temp.tiering_bad)", [])
-        if attempt == 0:
-            _sqlite_copy(cur, parent, children, "IN (SELECT pk FROM temp.tiering_bad)")
-        else:
-            cur.execute("DELETE FROM temp.tiering_batch WHERE pk IN (SELECT pk FROM temp.tiering_bad)", [])
-            kept += bad
-    raise MoveError(f"run {ctx.run.pk}: the batch still differs in {ctx.target} after removing the mismatches",
-                    ctx.run)
-
-
-def _sqlite_compare(cur, t: _Table, where: str) -> tuple[int, int, int]:
-    """(source rows, rows with an identical target row, source bytes) of ``t`` for ``where`` on ``s``."""
-    same = " AND ".join(f"d.{c} IS s.{c}" for c in t.cols if c != t.pk)
-    cur.execute(f"SELECT count(*), count(d.{t.pk}), {_sqlite_bytes(t)} FROM tiering_src.{t.table} AS s "
-                f"LEFT JOIN main.{t.table} AS d ON d.{t.pk} = s.{t.pk}{' AND ' + same if same else ''} "
-                f"WHERE {where}", [])
-    n, m, b = cur.fetchone()
-    return n, m, int(b)
+    hot = "tiering_src" if ctx.source == _hot() else "main"
+    cur.execute(f"PRAGMA {hot}.wal_checkpoint(PASSIVE)", [])
+    ctx.cold_batches += 1
+    if ctx.cold_batches >= SQLITE_COLD_CHECKPOINT_BATCHES:
+        cur.execute(f"PRAGMA {'main' if hot == 'tiering_src' else 'tiering_src'}.wal_checkpoint(PASSIVE)", [])
+        ctx.cold_batches = 0
 
 
 def _sqlite_bytes(t: _Table) -> str:
@@ -607,22 +673,6 @@ def _sqlite_bytes(t: _Table) -> str:
             sized.append(f"CASE WHEN typeof(s.{col}) IN ('integer', 'real') THEN 8 "
                          f"ELSE ifnull(length(CAST(s.{col} AS BLOB)), 0) END")
     return f"total({' + '.join(sized) or '0'}) + 8 * ({' + '.join(numbers) or '0'})"
-
-
-def _sqlite_bad_keys(cur, parent: _Table, children: list, in_batch: str) -> int:
-    """Fill temp.tiering_bad with the parents whose copy (or a child's) differs; return how many."""
-    cur.execute("DELETE FROM temp.tiering_bad", [])
-    for t, key, fk in [(parent, parent.pk, parent.pk)] + [(c, c.pk, fk) for c, fk in children]:
-        same = " AND ".join(f"d.{c} IS s.{c}" for c in t.cols if c != t.pk)
-        cur.execute(f"INSERT OR IGNORE INTO temp.tiering_bad (pk) SELECT s.{fk} FROM tiering_src.{t.table} AS s "
-                    f"LEFT JOIN main.{t.table} AS d ON d.{key} = s.{key}{' AND ' + same if same else ''} "
-                    f"WHERE s.{fk} {in_batch} AND d.{key} IS NULL", [])
-        if t is not parent:  # children in the target that the source does not have
-            cur.execute(f"INSERT OR IGNORE INTO temp.tiering_bad (pk) SELECT d.{fk} FROM main.{t.table} AS d "
-                        f"WHERE d.{fk} {in_batch} AND NOT EXISTS (SELECT 1 FROM tiering_src.{t.table} AS s "
-                        f"WHERE s.{key} = d.{key} AND s.{fk} IS d.{fk})", [])
-    cur.execute("SELECT count(*) FROM temp.tiering_bad", [])
-    return cur.fetchone()[0]
 
 
 def _sqlite_record_done(cur, ctx: _Move, batch: MigrationBatch, done: _Done) -> None:
@@ -668,9 +718,13 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
                     f"ORDER BY 1 FOR UPDATE) locked", [pks[0], pks[-1], *params])
         settings_values = _pg_session(src)
         with transaction.atomic(using=ctx.target), dst_conn.cursor() as dst:
+            # the source's text settings; and the copy must be on disk before the source deletes, so a server
+            # set to synchronous_commit = off flushes this commit anyway ('local': no wait for standbys)
             dst.execute("SELECT set_config('TimeZone', %s, true), set_config('DateStyle', %s, true), "
                         "set_config('IntervalStyle', %s, true), set_config('extra_float_digits', %s, true), "
-                        "set_config('bytea_output', %s, true)", settings_values)
+                        "set_config('bytea_output', %s, true), set_config('synchronous_commit', "
+                        "CASE current_setting('synchronous_commit') WHEN 'off' THEN 'local' "
+                        "ELSE current_setting('synchronous_commit') END, true)", settings_values)
             # 3. copy: COPY (SELECT ... FOR UPDATE) TO STDOUT piped into COPY ... FROM STDIN, straight into the
             # tables, hashing the stream on the way; if a key is there already (a stale copy) into staging
             # tables, then INSERT ... ON CONFLICT. The children are locked by their COPY (nothing is added
@@ -792,6 +846,11 @@ def _temp_name(prefix: str, table: str) -> str:
     return _qn(f"{prefix}_{table}"[:63])
 
 
+def _pg_text_bytes(t: _Table) -> str:
+    """Aggregate SQL for the bytes of the source rows ``s`` as PostgreSQL's row text."""
+    return "coalesce(sum(octet_length(s::text)), 0)"
+
+
 def _pg_session(cursor) -> list:
     """The session settings that shape row text; the target adopts the source's for the batch."""
     cursor.execute("SELECT current_setting('TimeZone'), current_setting('DateStyle'), "
@@ -888,6 +947,8 @@ def _batch_pg_insert(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Don
     bad = "pg_temp." + _temp_name("tiering_bad", ctx.model._meta.db_table)
     # an array the index can be searched with (IN (SELECT ...) was a hash join over the whole table per batch)
     in_batch = f"= ANY(ARRAY(SELECT pk FROM {keys}))"
+    sql = _OneConnection(src=f"{src}.", dst=f"{dst}.", keys=keys, bad=bad, in_batch=in_batch,
+                         same="IS NOT DISTINCT FROM", source_bytes=_pg_text_bytes)
     with transaction.atomic(using=ctx.source), conn.cursor() as cur:
         t0 = time.monotonic()
         pk_type = ctx.model._meta.pk.rel_db_type(conn)
@@ -901,19 +962,16 @@ def _batch_pg_insert(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Don
         for c, fk in children:
             cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM {src}.{c.table} WHERE {fk} {in_batch} "
                         f"ORDER BY {c.pk} FOR UPDATE) locked")
-        # 3. copy: parents, then children; rows already in the target are left alone (and verified)
-        _pg_insert_copy(cur, src, dst, parent, children, in_batch)
+        sql.copy(cur, parent, children, in_batch)
         _advance_sequences(ctx, cur, ctx.schemas[1])  # in this transaction, where the new keys are visible
         copy_seconds = time.monotonic() - t0
         _hook("after_copy")
-        # 4. verify: every column compared null-safely, in SQL
         t0 = time.monotonic()
-        rows, child_rows, nbytes, kept = _pg_insert_verify(ctx, cur, src, dst, parent, children, keys, bad)
+        rows, child_rows, nbytes, kept = sql.verify(ctx, cur, parent, children)
         verify_seconds = time.monotonic() - t0
         _hook("after_verify")
-        # 5. delete: children, then parents still eligible (re-checked in the delete itself)
         t0 = time.monotonic()
-        _delete_verified(ctx, cur, batch, f"{src}.", parent, children, in_batch, rows, child_rows)
+        sql.delete(ctx, cur, batch, parent, children, rows, child_rows)
         _hook("after_delete_before_ledger")
         done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
         done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
@@ -926,79 +984,6 @@ def _batch_pg_insert(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Don
             cur.execute(f"SELECT pk FROM {keys}")
             moved = [r[0] for r in cur.fetchall()]
     return done, recorded, moved
-
-
-def _pg_insert_copy(cur, src: str, dst: str, parent: _Table, children: list, keys: str) -> None:
-    """INSERT ... SELECT ... ON CONFLICT DO NOTHING of the parents (``pk {keys}``) and children (``fk {keys}``)."""
-    for t, key in [(parent, parent.pk)] + children:
-        cols = ", ".join(t.cols)
-        cur.execute(f"INSERT INTO {dst}.{t.table} ({cols}) SELECT {cols} FROM {src}.{t.table} WHERE {key} {keys} "
-                    f"ON CONFLICT ({t.pk}) DO NOTHING")
-
-
-def _pg_insert_verify(ctx: _Move, cur, src: str, dst: str, parent: _Table, children: list, keys: str,
-                      bad: str) -> tuple[int, int, int, int]:
-    """Compare the batch column by column; return (rows, child_rows, bytes, kept).
-
-    As ``_sqlite_verify``: mismatching parents (a stale copy of a crashed
-    attempt, a row written through such a copy) get a fresh copy from the
-    source and are compared again; what still differs stays in the source,
-    its copy removed.
-    """
-    in_batch, in_bad = f"= ANY(ARRAY(SELECT pk FROM {keys}))", f"IN (SELECT pk FROM {bad})"
-    kept = 0
-    for attempt in range(3):
-        rows, matched, nbytes = _pg_insert_compare(cur, src, dst, parent, f"s.{parent.pk} {in_batch}")
-        ok = rows == matched
-        child_rows = 0
-        for c, fk in children:
-            n, m, b = _pg_insert_compare(cur, src, dst, c, f"s.{fk} {in_batch}")
-            cur.execute(f"SELECT count(*) FROM {dst}.{c.table} WHERE {fk} {in_batch}")
-            ok = ok and n == m == cur.fetchone()[0]
-            child_rows, nbytes = child_rows + n, nbytes + b
-        if ok:
-            return rows, child_rows, nbytes, kept
-        if attempt == 2:
-            break
-        nbad = _pg_insert_bad_keys(cur, src, dst, parent, children, in_batch, bad)
-        logger.warning("run %s: %s rows of the batch differ in %s; %s", ctx.run.pk, nbad, ctx.target,
-                       "copying them again from the source" if attempt == 0 else "they stay in the source")
-        for c, fk in children:
-            cur.execute(f"DELETE FROM {dst}.{c.table} WHERE {fk} {in_bad}")
-        cur.execute(f"DELETE FROM {dst}.{parent.table} WHERE {parent.pk} {in_bad}")
-        if attempt == 0:
-            _pg_insert_copy(cur, src, dst, parent, children, in_bad)
-        else:
-            cur.execute(f"DELETE FROM {keys} WHERE pk {in_bad}")
-            kept += nbad
-    raise MoveError(f"run {ctx.run.pk}: the batch still differs in {ctx.target} after removing the mismatches",
-                    ctx.run)
-
-
-def _pg_insert_compare(cur, src: str, dst: str, t: _Table, where: str) -> tuple[int, int, int]:
-    """(source rows, rows with an identical target row, bytes of the source rows' text) of ``t``."""
-    same = "".join(f" AND d.{c} IS NOT DISTINCT FROM s.{c}" for c in t.cols if c != t.pk)
-    cur.execute(f"SELECT count(*), count(d.{t.pk}), coalesce(sum(octet_length(s::text)), 0) "
-                f"FROM {src}.{t.table} AS s LEFT JOIN {dst}.{t.table} AS d ON d.{t.pk} = s.{t.pk}{same} "
-                f"WHERE {where}")
-    n, m, b = cur.fetchone()
-    return n, m, int(b)
-
-
-def _pg_insert_bad_keys(cur, src: str, dst: str, parent: _Table, children: list, in_batch: str, bad: str) -> int:
-    """Fill ``bad`` with the parents whose copy (or a child's) differs; return how many."""
-    cur.execute(f"DELETE FROM {bad}")
-    for t, key, fk in [(parent, parent.pk, parent.pk)] + [(c, c.pk, fk) for c, fk in children]:
-        same = "".join(f" AND d.{c} IS NOT DISTINCT FROM s.{c}" for c in t.cols if c != t.pk)
-        cur.execute(f"INSERT INTO {bad} (pk) SELECT s.{fk} FROM {src}.{t.table} AS s "
-                    f"LEFT JOIN {dst}.{t.table} AS d ON d.{key} = s.{key}{same} "
-                    f"WHERE s.{fk} {in_batch} AND d.{key} IS NULL ON CONFLICT DO NOTHING")
-        if t is not parent:  # children in the target that the source does not have
-            cur.execute(f"INSERT INTO {bad} (pk) SELECT d.{fk} FROM {dst}.{t.table} AS d "
-                        f"WHERE d.{fk} {in_batch} AND NOT EXISTS (SELECT 1 FROM {src}.{t.table} AS s "
-                        f"WHERE s.{key} = d.{key} AND s.{fk} IS NOT DISTINCT FROM d.{fk}) ON CONFLICT DO NOTHING")
-    cur.execute(f"SELECT count(*) FROM {bad}")
-    return cur.fetchone()[0]
 
 
 # --------------------------------------------------------------- portable path: the ORM
