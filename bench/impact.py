@@ -8,7 +8,9 @@ of typical requests for --seconds with no move running (the baseline), starts
 the same loop until the move ends. Requests: get a recent order by key with
 its lines, the first page (20) of the orders of one status, newest first (a merged
 read over both tiers), and an insert of an order with a line. It prints p50
-and p99 per request type and overall, and the ratio with/without a move.
+and p99 per request type and overall, and the ratio with/without a move;
+with ``--repeat N`` (default 3) it does so N times on fresh copies of the same
+data and ends with the median ratios.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ import subprocess
 import sys
 import time
 
-from bench.common import (PYTHON, ROOT, clone, drop, fill_orders, percentile, ratio, run_child, schema_template,
-                          table, timer)
+from bench.common import (PYTHON, ROOT, clone, drop, fill_orders, median, percentile, ratio, run_child,
+                          schema_template, table, timer)
 
 OPS = ("get", "list", "insert")
 
@@ -82,8 +84,14 @@ def client(args) -> dict:
             "move_returncode": move.returncode, "move_output": output.strip().splitlines()[-3:]}
 
 
-def report(backend: str, result: dict) -> None:
-    print(f"\n== {backend}: request latency in ms, no move vs while migrate_cold runs "
+def overall(result: dict) -> tuple[float, float]:
+    """(p50 ratio, p99 ratio) over every request, with a move vs without."""
+    base, during = sum(result["baseline"].values(), []), sum(result["during"].values(), [])
+    return (percentile(during, 50) / percentile(base, 50), percentile(during, 99) / percentile(base, 99))
+
+
+def report(backend: str, result: dict, title: str = "") -> None:
+    print(f"\n== {backend}{title}: request latency in ms, no move vs while migrate_cold runs "
           f"({result['move_seconds']:.1f}s, exit {result['move_returncode']}) ==")
     for line in result["move_output"]:
         print(f"   migrate_cold: {line}")
@@ -107,27 +115,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--move-args", default="", metavar="'--sleep S ...'",
                         help="Extra migrate_cold options for the move, e.g. '--batch-size 2000 --sleep 0.05' "
                              "to trade archive speed for application latency.")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
+                        help="Measure N times on fresh copies of the same data and report each run and the "
+                             "median ratios (default 3: on a shared machine one run's p99 wanders).")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
         print(json.dumps(client(args)))
         return
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     print(f"impact bench: {args.rows:,} orders, backends {backends}, migrate_cold options "
-          f"{args.move_args or '(defaults)'}, python {sys.version.split()[0]}")
+          f"{args.move_args or '(defaults)'}, {args.repeat} run(s) each, python {sys.version.split()[0]}")
     for backend in backends:
         template = schema_template(backend)
-        pair = clone(template, "impact")
+        data = clone(template, "impact_data")
+        ratios = []
         try:
-            built = fill_orders(pair, args.rows)
+            built = fill_orders(data, args.rows)
             print(f"[{backend}] built {built['orders']:,} orders + {built['lines']:,} lines", flush=True)
-            result = run_child(pair, "bench.impact", ["--client", "--rows", str(args.rows), "--seconds",
-                                                     str(args.seconds), "--max-seconds", str(args.max_seconds),
-                                                     f"--move-args={args.move_args}"])
+            for run in range(1, args.repeat + 1):
+                pair = clone(data, "impact")
+                try:
+                    result = run_child(pair, "bench.impact", [
+                        "--client", "--rows", str(args.rows), "--seconds", str(args.seconds),
+                        "--max-seconds", str(args.max_seconds), f"--move-args={args.move_args}"])
+                finally:
+                    drop(pair)
+                report(backend, result, f" run {run}/{args.repeat}")
+                ratios.append(overall(result))
         finally:
-            drop(pair)
+            drop(data)
             drop(template)
-        report(backend, result)
+        p50s, p99s = [r[0] for r in ratios], [r[1] for r in ratios]
+        print(f"\n[{backend}] all requests over {len(ratios)} run(s): p50 ratio median {median(p50s):.2f}x, "
+              f"p99 ratio median {median(p99s):.2f}x (runs: {', '.join(f'{r:.2f}x' for r in p99s)}; "
+              f"target p99 <= 1.5x)")
 
 
 if __name__ == "__main__":
