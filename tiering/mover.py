@@ -326,7 +326,7 @@ def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, p
     stopped = _batches(ctx, selection, limit, batch_size, max_runtime, sleep, progress)
     if ctx.cold_batches:  # the SQLite path's last batches are still in the cold file's WAL
         with connections[tiering_settings.COLD].cursor() as cur:
-            cur.execute("PRAGMA wal_checkpoint(PASSIVE)", [])
+            _wal_checkpoint(ctx, cur, "main")
         ctx.cold_batches = 0
     return stopped
 
@@ -646,14 +646,24 @@ def _sqlite_checkpoint(ctx: _Move, cur) -> None:
 
     Hot is checkpointed after every batch, so the application's next commit does not inherit the work. The
     application does not write to cold, and its index pages, rewritten by every batch, are then copied once
-    per checkpoint instead of once per batch (a third of the move's time at 1M orders went to checkpoints).
+    per checkpoint instead of once per batch (checkpoints took 3.0 s of a 10.9 s move of 1M orders, cold's
+    share went from 1.3 s to 0.4 s).
     """
     hot = "tiering_src" if ctx.source == _hot() else "main"
-    cur.execute(f"PRAGMA {hot}.wal_checkpoint(PASSIVE)", [])
+    _wal_checkpoint(ctx, cur, hot)
     ctx.cold_batches += 1
     if ctx.cold_batches >= SQLITE_COLD_CHECKPOINT_BATCHES:
-        cur.execute(f"PRAGMA {'main' if hot == 'tiering_src' else 'tiering_src'}.wal_checkpoint(PASSIVE)", [])
+        _wal_checkpoint(ctx, cur, "main" if hot == "tiering_src" else "tiering_src")
         ctx.cold_batches = 0
+
+
+def _wal_checkpoint(ctx: _Move, cur, schema: str) -> None:
+    """A passive checkpoint of committed batches: one that fails is only logged, since the frames stay in
+    the WAL (as durable as the file) for SQLite's next checkpoint, and must not fail a batch that committed."""
+    try:
+        cur.execute(f"PRAGMA {schema}.wal_checkpoint(PASSIVE)", [])
+    except DatabaseError as exc:
+        logger.warning("run %s: WAL checkpoint of %s failed (%s); SQLite retries it later", ctx.run.pk, schema, exc)
 
 
 def _sqlite_bytes(t: _Table) -> str:
