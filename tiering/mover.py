@@ -576,7 +576,7 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
     raw = conn.connection
     source = os.path.abspath(str(connections[ctx.source].settings_dict["NAME"]))
     parent = _tables(ctx.model, ctx.source)
-    children = [(_tables(c.model, ctx.source), c.fk.column) for c in ctx.tiered.children]
+    children = [(_tables(c.model, ctx.source), _qn(c.fk.column)) for c in ctx.tiered.children]
     where, params = ctx.where_sql
     sql = _OneConnection(src="tiering_src.", dst="main.", keys="temp.tiering_batch", bad="temp.tiering_bad",
                          in_batch="IN (SELECT pk FROM temp.tiering_batch)", same="IS", source_bytes=_sqlite_bytes)
