@@ -519,6 +519,25 @@ class _OneConnection:
         raise MoveError(f"run {ctx.run.pk}: the batch still differs in {ctx.target} after removing the mismatches",
                         ctx.run)
 
+    def verify_and_delete(self, ctx: _Move, cur, batch: MigrationBatch, pks: list, parent: _Table,
+                          children: list, copy_seconds: float) -> _Done:
+        """Steps 4 and 5 after the path's copy, timed and with the crash hooks; what the ledger records."""
+        t0 = time.monotonic()
+        rows, child_rows, nbytes, kept = self.verify(ctx, cur, parent, children)
+        verify_seconds = time.monotonic() - t0
+        _hook("after_verify")
+        t0 = time.monotonic()
+        self.delete(ctx, cur, batch, parent, children, rows, child_rows)
+        _hook("after_delete_before_ledger")
+        done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
+        done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
+        return done
+
+    def batch_keys(self, cur) -> list:
+        """The keys the batch moved (TO_HOT marks them restored)."""
+        cur.execute(f"SELECT pk FROM {self.keys}")
+        return [r[0] for r in cur.fetchall()]
+
     def delete(self, ctx: _Move, cur, batch: MigrationBatch, parent: _Table, children: list, rows: int,
                child_rows: int) -> None:
         """5. delete children, then the parents still eligible (the policy re-checked in the delete itself);
@@ -609,23 +628,14 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
             sql.copy(cur, parent, children, sql.in_batch)
             copy_seconds = time.monotonic() - t0
             _hook("after_copy")
-            t0 = time.monotonic()
-            rows, child_rows, nbytes, kept = sql.verify(ctx, cur, parent, children)
-            verify_seconds = time.monotonic() - t0
-            _hook("after_verify")
-            t0 = time.monotonic()
-            sql.delete(ctx, cur, batch, parent, children, rows, child_rows)
-            _hook("after_delete_before_ledger")
-            done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
-            done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
+            done = sql.verify_and_delete(ctx, cur, batch, pks, parent, children, copy_seconds)
             # 6. ledger: in the same transaction when it lives in the source file (hot, for TO_COLD)
             recorded = ctx.source == _hot()
+            moved: list = []
             if recorded:
                 _sqlite_record_done(cur, ctx, batch, done)
-            moved: list = []
-            if not recorded:
-                cur.execute("SELECT pk FROM temp.tiering_batch", [])
-                moved = [r[0] for r in cur.fetchall()]
+            else:
+                moved = sql.batch_keys(cur)
             cur.execute("COMMIT", [])
             _sqlite_checkpoint(ctx, cur)
         except BaseException:
@@ -976,23 +986,14 @@ def _batch_pg_insert(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Don
         _advance_sequences(ctx, cur, ctx.schemas[1])  # in this transaction, where the new keys are visible
         copy_seconds = time.monotonic() - t0
         _hook("after_copy")
-        t0 = time.monotonic()
-        rows, child_rows, nbytes, kept = sql.verify(ctx, cur, parent, children)
-        verify_seconds = time.monotonic() - t0
-        _hook("after_verify")
-        t0 = time.monotonic()
-        sql.delete(ctx, cur, batch, parent, children, rows, child_rows)
-        _hook("after_delete_before_ledger")
-        done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
-        done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done)
+        done = sql.verify_and_delete(ctx, cur, batch, pks, parent, children, copy_seconds)
         # 6. ledger: in this transaction when it lives in the source (hot, for TO_COLD)
         recorded = ctx.source == _hot()
         moved: list = []
         if recorded:
             _record_done(ctx, batch, done)
         else:
-            cur.execute(f"SELECT pk FROM {keys}")
-            moved = [r[0] for r in cur.fetchall()]
+            moved = sql.batch_keys(cur)
     return done, recorded, moved
 
 
