@@ -25,7 +25,7 @@ import json
 import sys
 import time
 
-from bench.common import (clone, drop, fill_orders, fmt_rate, rate, ratio, run_child,
+from bench.common import (clone, drop, fill_orders, fmt_rate, median, rate, ratio, run_child,
                           schema_template, table, timer)
 
 METHODS = ("hotcold", "naive", "limit")
@@ -168,7 +168,9 @@ def measure_limit(args) -> dict:
 
 # --- orchestration ---------------------------------------------------------------------------
 
-def bench(backend: str, sizes: list[int], methods: list[str], naive_seconds: float) -> dict:
+def bench(backend: str, sizes: list[int], methods: list[str], naive_seconds: float, repeat: int = 1) -> dict:
+    """Measure every method on every size ``repeat`` times (rounds interleave the methods, so a slow spell
+    of the shared machine hits them alike); ``results[(n, method)]`` is the list of runs."""
     results: dict = {}
     template = schema_template(backend)
     for n in sizes:
@@ -177,34 +179,39 @@ def bench(backend: str, sizes: list[int], methods: list[str], naive_seconds: flo
             built = fill_orders(data, n)
         print(f"[{backend}] built {built['orders']:,} orders + {built['lines']:,} lines in {build():.1f}s",
               flush=True)
-        for method in methods:
-            pair = clone(data, method)
-            try:
-                result = run_child(pair, "bench.archive", ["--measure", method, "--naive-seconds",
-                                                             str(naive_seconds)])
-            finally:
-                drop(pair)
-            result["rate"] = rate(result["orders"], result["seconds"])
-            result["all_rate"] = rate(result["orders"] + result["lines"], result["seconds"])
-            results[(n, method)] = result
-            partial = " (time-boxed subset)" if result.get("partial") else ""
-            print(f"[{backend}] N={n:,} {method:8s} moved {result['orders']:,} orders + {result['lines']:,} lines "
-                  f"in {result['seconds']:.2f}s: {fmt_rate(result['rate'])} "
-                  f"({fmt_rate(result['all_rate'])} incl. lines){partial}", flush=True)
-            if "steps" in result:
-                s = result["steps"]
-                print(f"[{backend}] N={n:,} {method:8s} {s['batches']} batches: copy {s['copy']:.2f}s, "
-                      f"verify {s['verify']:.2f}s, delete {s['delete']:.2f}s (from the ledger)", flush=True)
+        for round_ in range(1, repeat + 1):
+            for method in methods:
+                pair = clone(data, method)
+                try:
+                    result = run_child(pair, "bench.archive", ["--measure", method, "--naive-seconds",
+                                                                 str(naive_seconds)])
+                finally:
+                    drop(pair)
+                result["rate"] = rate(result["orders"], result["seconds"])
+                result["all_rate"] = rate(result["orders"] + result["lines"], result["seconds"])
+                results.setdefault((n, method), []).append(result)
+                partial = " (time-boxed subset)" if result.get("partial") else ""
+                run = f" run {round_}/{repeat}" if repeat > 1 else ""
+                print(f"[{backend}] N={n:,} {method:8s} moved {result['orders']:,} orders + {result['lines']:,} "
+                      f"lines in {result['seconds']:.2f}s: {fmt_rate(result['rate'])} "
+                      f"({fmt_rate(result['all_rate'])} incl. lines){partial}{run}", flush=True)
+                if "steps" in result:
+                    s = result["steps"]
+                    print(f"[{backend}] N={n:,} {method:8s} {s['batches']} batches: copy {s['copy']:.2f}s, "
+                          f"verify {s['verify']:.2f}s, delete {s['delete']:.2f}s (from the ledger)", flush=True)
         drop(data)
     drop(template)
     return results
 
 
 def report(backend: str, sizes: list[int], methods: list[str], results: dict) -> None:
-    print(f"\n== {backend}: orders moved per second (lines move with them) ==")
+    repeat = len(results[(sizes[0], methods[0])])
+    medians = {key: median([run["rate"] for run in runs]) for key, runs in results.items()}
+    each = f", the median of {repeat} runs each" if repeat > 1 else ""
+    print(f"\n== {backend}: orders moved per second (lines move with them){each} ==")
     rows = [["N", *methods, "hotcold/naive", "hotcold/limit"]]
     for n in sizes:
-        r = {m: results[(n, m)]["rate"] for m in methods}
+        r = {m: medians[(n, m)] for m in methods}
         rows.append([f"{n:,}", *(f"{r[m]:,.0f}" for m in methods),
                      ratio(r["hotcold"], r["naive"]) if "naive" in r and "hotcold" in r else "-",
                      ratio(r["hotcold"], r["limit"]) if "limit" in r and "hotcold" in r else "-"])
@@ -212,7 +219,7 @@ def report(backend: str, sizes: list[int], methods: list[str], results: dict) ->
     small, large = min(sizes), max(sizes)
     if large != small:
         for m in methods:
-            print(f"{m}: rows/s at N={large:,} is {ratio(results[(large, m)]['rate'], results[(small, m)]['rate'])} "
+            print(f"{m}: rows/s at N={large:,} is {ratio(medians[(large, m)], medians[(small, m)])} "
                   f"of rows/s at N={small:,}")
 
 
@@ -223,11 +230,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--method", action="append", choices=METHODS, help="Methods to run; default all.")
     parser.add_argument("--naive-seconds", type=float, default=60.0,
                         help="Time box of the naive loop (it is slow; its rate is measured on what it moved).")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="Measure each method N times on fresh copies of the same data and report the medians "
+                             "(a shared machine's noise moves single runs by 10%% and more).")
     parser.add_argument("--workers", type=int, action="append", metavar="N",
                         help="Scale-out mode (repeatable): archive with N Celery worker processes on PostgreSQL "
                              "and print the speedup over one worker (runs bench/archive_workers.py).")
     parser.add_argument("--measure", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.workers:
         from bench import archive_workers
 
@@ -243,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     print(f"archive bench: sizes {sizes}, backends {backends}, methods {methods}, python {sys.version.split()[0]}")
     for backend in backends:
-        results = bench(backend, sizes, methods, args.naive_seconds)
+        results = bench(backend, sizes, methods, args.naive_seconds, args.repeat)
         report(backend, sizes, methods, results)
 
 

@@ -43,15 +43,17 @@ def test_stale_copies_in_the_target_give_way_to_the_source(tiers):
     assert_lines_follow_orders(tiers.hot, tiers.cold)
 
 
-def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers):
+@pytest.mark.parametrize("recorded_keys", [[1, 2, 3, 4, 5], []], ids=["with-keys", "range-only"])
+def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers, recorded_keys):
     """The target committed, the source did not: every copy in the batch's key range is removed,
-    including rows that became eligible after the keys were recorded."""
+    including rows that became eligible after the keys were recorded (TO_COLD fast-path batches
+    record the range only)."""
     seed_orders(tiers.hot, 30, lines=1)
     before = content(snapshot(tiers.hot, tiers.cold))
     crashed = MigrationRun.objects.using(tiers.hot).create(
         model_label="orders.Order", direction=Direction.TO_COLD, owner="elsewhere:1", cutoff=timezone.now())
     MigrationBatch.objects.using(tiers.hot).create(run=crashed, seq=1, state=BatchState.COPYING,
-                                                   pks=[1, 2, 3, 4, 5], key_low="1", key_high="10")
+                                                   pks=recorded_keys, key_low="1", key_high="10")
     copy_rows(Order, tiers.hot, tiers.cold, pk__lte=10)
     copy_rows(OrderLine, tiers.hot, tiers.cold, order_id__lte=10)
     repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0, path=FAST[tiers.backend])
@@ -62,6 +64,21 @@ def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers)
     assert content(snap) == before and {t for rows in snap.values() for t, _ in rows.values()} == {"hot"}
     assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 30
     assert content(snapshot(tiers.hot, tiers.cold)) == before
+
+
+def test_batches_store_their_keys_only_where_the_repair_needs_them(tiers):
+    """TO_COLD on a fast path commits DONE with the delete, so its key range is enough; TO_HOT (its ledger
+    commits after the source delete) and the ORM path (likewise) keep every key."""
+    seed_orders(tiers.hot, 40, lines=1)
+    order = registry.get(Order)
+    orm = mover.move(order, Direction.TO_COLD, limit=5, path="orm")
+    assert MigrationBatch.objects.using(tiers.hot).get(run=orm).pks == [1, 2, 3, 4, 5]
+    to_cold = mover.move(order, Direction.TO_COLD, batch_size=15, path=FAST[tiers.backend])
+    batches = MigrationBatch.objects.using(tiers.hot).filter(run=to_cold).order_by("seq")
+    assert [(b.pks, b.key_low, b.key_high) for b in batches] == [([], "6", "20"), ([], "21", "35"),
+                                                                 ([], "36", "40")]
+    back = mover.move(order, Direction.TO_HOT, pks=[3, 4, 25], path=FAST[tiers.backend])
+    assert MigrationBatch.objects.using(tiers.hot).get(run=back).pks == [3, 4, 25]
 
 
 def test_selection_with_a_join_moves_on_the_orm_path(tiers):

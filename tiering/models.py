@@ -74,7 +74,9 @@ class MigrationBatch(models.Model):
     state = models.CharField(max_length=10, choices=BatchState.choices, default=BatchState.COPYING, db_index=True)
     key_low = models.CharField(max_length=100, blank=True)
     key_high = models.CharField(max_length=100, blank=True)
-    pks = models.JSONField(default=list, blank=True, help_text="Keys of the batch, for repair after a crash.")
+    pks = models.JSONField(default=list, blank=True, help_text=(
+        "Keys of the batch, for repair after a crash; empty where the key range is enough (TO_COLD on the "
+        "fast paths, whose DONE commits with the delete)."))
     rows = models.IntegerField(default=0)
     child_rows = models.IntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
