@@ -43,6 +43,20 @@ def test_stale_copies_in_the_target_give_way_to_the_source(tiers):
     assert_lines_follow_orders(tiers.hot, tiers.cold)
 
 
+def test_an_extra_child_copy_alone_is_found_and_removed(tiers):
+    """A target child the source does not have, next to otherwise identical copies: the batch counts the
+    target's children (it held some in the batch's key range before the copy) and removes the extra one."""
+    seed_orders(tiers.hot, 20, lines=2)
+    before = content(snapshot(tiers.hot, tiers.cold))
+    copy_rows(Order, tiers.hot, tiers.cold, pk=7)
+    copy_rows(OrderLine, tiers.hot, tiers.cold, order_id=7)
+    OrderLine.objects.using(tiers.cold).create(id=9999, order_id=7, sku="EXTRA", quantity=1, price="1.00")
+    run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST[tiers.backend])
+    assert run.state == RunState.SUCCEEDED and run.rows == 20 and run.child_rows == 40
+    assert content(snapshot(tiers.hot, tiers.cold)) == before
+    assert not OrderLine.objects.using(tiers.cold).filter(pk=9999).exists()
+
+
 @pytest.mark.parametrize("recorded_keys", [[1, 2, 3, 4, 5], []], ids=["with-keys", "range-only"])
 def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers, recorded_keys):
     """The target committed, the source did not: every copy in the batch's key range is removed,
