@@ -151,7 +151,6 @@ def measure_limit(args) -> dict:
                 ("orders_orderline", "SELECT l.* FROM orders_orderline l JOIN orders_order o "
                                      "ON o.id = l.order_id WHERE o.created_at < %s"),
             ):
-                n = 0
                 with src.cursor().copy(f"COPY ({select}) TO STDOUT", (cutoff,)) as out, \
                         dst.cursor().copy(f"COPY {table_name} FROM STDIN") as into:
                     for chunk in out:

@@ -172,7 +172,7 @@ def report(backend: str, rows: int, r: dict) -> None:
         t, p = r[name]
         lines.append([name, f"{t * 1e3:.3f} ms", f"{p * 1e3:.3f} ms", ratio(t, p), f"<= {TARGETS[name]}x"])
     for label in ("mem_quarter", "mem_all"):
-        (tn, tp), (pn, pp) = r[label]["tiered"], r[label]["plain"]
+        (tn, tp), (_, pp) = r[label]["tiered"], r[label]["plain"]
         lines.append([f"iterator peak, {tn:,} rows", f"{tp / 1024:.0f} KiB", f"{pp / 1024:.0f} KiB",
                       ratio(tp, pp), "flat"])
     growth = r["mem_all"]["tiered"][1] / max(1, r["mem_quarter"]["tiered"][1])

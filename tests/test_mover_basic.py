@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 
 from accounts.models import Customer
