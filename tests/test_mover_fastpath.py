@@ -43,6 +43,27 @@ def test_stale_copies_in_the_target_give_way_to_the_source(tiers):
     assert_lines_follow_orders(tiers.hot, tiers.cold)
 
 
+def test_an_error_after_the_batch_committed_leaves_the_batch_done(tiers, monkeypatch):
+    """Something failing after the COMMIT (here the SQLite path's WAL checkpoint) fails the run, but the
+    committed batch stays DONE with its rows in the target: the failure handler must not relabel it."""
+    if tiers.backend != "sqlite":
+        pytest.skip("the checkpoint after the commit is the SQLite path's")
+    seed_orders(tiers.hot, 20, lines=2)
+    before = content(snapshot(tiers.hot, tiers.cold))
+
+    def checkpoint_fails(ctx, cur):
+        raise RuntimeError("after the commit")
+
+    monkeypatch.setattr(mover, "_sqlite_checkpoint", checkpoint_fails)
+    with pytest.raises(mover.MoveError, match="after the commit"):
+        mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite")
+    batch = MigrationBatch.objects.using(tiers.hot).get()
+    assert batch.state == BatchState.DONE and batch.rows == 20 and batch.error == ""
+    assert MigrationRun.objects.using(tiers.hot).get().state == RunState.FAILED
+    after = snapshot(tiers.hot, tiers.cold)
+    assert content(after) == before and {t for rows in after.values() for t, _ in rows.values()} == {"cold"}
+
+
 def test_an_extra_child_copy_alone_is_found_and_removed(tiers):
     """A target child the source does not have, next to otherwise identical copies: the batch counts the
     target's children (it held some in the batch's key range before the copy) and removes the extra one."""

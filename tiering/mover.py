@@ -1222,8 +1222,19 @@ def _mark_restored(ctx: _Move, pks: list) -> None:
 
 
 def _fail_batch(ctx: _Move, batch: MigrationBatch, exc: BaseException) -> None:
-    """Record the failure; undo the copies when the target answers, else leave them to the repair."""
+    """Record the failure; undo the copies when the target answers, else leave them to the repair.
+
+    An error raised after the batch's own commit (its DONE is in the ledger) leaves the batch alone: its
+    rows moved, and ``_undo_copies`` would have nothing to undo but would relabel it.
+    """
     error = f"{type(exc).__name__}: {exc}"
+    try:
+        committed = MigrationBatch.objects.using(_hot()).filter(pk=batch.pk, state=BatchState.DONE).exists()
+    except Exception:  # hot unreachable: then the batch cannot have committed its DONE there either
+        committed = False
+    if committed:
+        logger.error("run %s: batch %s had committed when it failed: %s", ctx.run.pk, batch.seq, error)
+        return
     state = BatchState.FAILED
     if isinstance(exc, Exception):
         try:
