@@ -655,7 +655,7 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
             _hook("after_copy")
             done = sql.verify_and_delete(ctx, cur, batch, pks, parent, children, copy_seconds, count_target)
             # 6. ledger: in the same transaction when it lives in the source file (hot, for TO_COLD)
-            recorded = ctx.source == _hot()
+            recorded = ctx.ledger_commits_with_delete
             moved: list = []
             if recorded:
                 _sqlite_record_done(cur, ctx, batch, done)
@@ -821,7 +821,7 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
         done = _Done(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
         done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done, *digests)
         # 6. ledger: in the source transaction when the ledger lives there (hot, for TO_COLD)
-        recorded = ctx.source == _hot()
+        recorded = ctx.ledger_commits_with_delete
         moved: list = []
         if recorded:
             _record_done(ctx, batch, done)
@@ -1014,7 +1014,7 @@ def _batch_pg_insert(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Don
         _hook("after_copy")
         done = sql.verify_and_delete(ctx, cur, batch, pks, parent, children, copy_seconds, count_target)
         # 6. ledger: in this transaction when it lives in the source (hot, for TO_COLD)
-        recorded = ctx.source == _hot()
+        recorded = ctx.ledger_commits_with_delete
         moved: list = []
         if recorded:
             _record_done(ctx, batch, done)
@@ -1230,7 +1230,7 @@ def _fail_batch(ctx: _Move, batch: MigrationBatch, exc: BaseException) -> None:
     error = f"{type(exc).__name__}: {exc}"
     try:
         committed = MigrationBatch.objects.using(_hot()).filter(pk=batch.pk, state=BatchState.DONE).exists()
-    except Exception:  # hot unreachable: then the batch cannot have committed its DONE there either
+    except Exception:  # hot unreachable: the steps below fail alike, and are caught
         committed = False
     if committed:
         logger.error("run %s: batch %s had committed when it failed: %s", ctx.run.pk, batch.seq, error)
