@@ -63,6 +63,7 @@ class Payment(models.Model):
     attachment = models.BinaryField(null=True, blank=True)
     created_at = models.DateTimeField(db_index=True, default=timezone.now)
     last_accessed = models.DateTimeField(db_index=True, default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)  # moves keep it: a move is not an update
 
     objects = TieredManager()
 

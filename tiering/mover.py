@@ -56,7 +56,7 @@ Four paths do steps 3-6:
   SQLite file; one PostgreSQL database and schema) are refused by every path
   (and by the system check tiering.E011): each row would be copied onto itself,
   verified and deleted.
-- ``orm`` (any other pair, and selections that need joins): bulk_create, then a
+- ``orm`` (any other pair, and selections that need joins): raw bulk inserts, then a
   Python content hash per parent (with children) compared under row locks in
   both tiers; a write made to the copy between copy and verify wins.
 
@@ -79,9 +79,8 @@ them straight back: the access field of an access (or hybrid) policy is set to
 now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COLD
 skips held rows for the time policy's ``older_than`` after the restore.
 
-Known limits: ``auto_now`` fields would be re-stamped by the ``orm``
-path; a source row deleted by the application while its batch was half-done
-is kept from its target copy by the repair.
+Known limit: a source row deleted by the application while its batch was
+half-done is kept from its target copy by the repair.
 """
 from __future__ import annotations
 
@@ -1056,10 +1055,19 @@ def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
             fields = model._meta.concrete_fields
             names = [f.attname for f in fields]
             rows = model._base_manager.using(ctx.source).filter(**{f"{key.attname}__in": todo}).values_list(*names)
-            objs = [model(**dict(zip(names, row))) for row in rows]
-            model._base_manager.using(ctx.target).bulk_create(objs, batch_size=500)
+            _insert_verbatim(model, ctx.target, [model(**dict(zip(names, row))) for row in rows])
         written, _, _ = _group_hashes(ctx, ctx.target, todo, eligible_only=False, lock=False)
     return todo, written
+
+
+def _insert_verbatim(model, alias: str, objs: list) -> None:
+    """``bulk_create`` without ``pre_save``, as loaddata's raw save inserts: ``auto_now`` fields keep the
+    source's values (a move is not an update) and file fields their names. ``QuerySet._insert`` is what
+    both are built on; it takes ``raw``."""
+    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    size = max(1, min(500, connections[alias].ops.bulk_batch_size(fields, objs) or len(objs)))
+    for chunk in _chunks(objs, size):
+        models.QuerySet(model)._insert(chunk, fields=fields, using=alias, raw=True)
 
 
 def _advance_sequences(ctx: _Move, cursor=None, schema: str | None = None) -> None:
