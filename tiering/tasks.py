@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .conf import tiering_settings
+from .management.base import one_line
 from .models import Direction, MigrationRun, RunState
 from .registry import TieredModel, registry
 
@@ -96,10 +97,10 @@ class TieringTask(Task):
             )
             logger.warning(
                 "%s: transient error (run %s), retry %d/%d in %ss: %s",
-                what, run_id, self.request.retries + 1, self.max_retries, countdown, _first_line(exc),
+                what, run_id, self.request.retries + 1, self.max_retries, countdown, one_line(exc),
             )
             raise self.retry(exc=exc, countdown=countdown)
-        logger.error("%s failed (run %s): %s", what, run_id, _first_line(exc))
+        logger.error("%s failed (run %s): %s", what, run_id, one_line(exc))
         raise exc
 
 
@@ -108,11 +109,6 @@ class TieringTask(Task):
         soft = (self.request.timelimit or (None, None))[1] or self.soft_time_limit or self.app.conf.task_soft_time_limit
         budget = soft * 0.9 if soft else None
         return min(x for x in (max_runtime, budget) if x is not None) if (max_runtime or budget) else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def _failed_run_id(exc: BaseException, tiered: TieredModel, direction: str, since) -> int | None:
@@ -150,8 +146,8 @@ def summary(run: MigrationRun) -> dict[str, Any]:
 
 
 def _locked(task: Task, tiered: TieredModel, direction: str, exc: BaseException) -> dict[str, Any]:
-    logger.info("%s %s: lock held by another run, nothing to do here: %s", tiered.label, direction, _first_line(exc))
-    return {"status": "locked", "model": tiered.label, "direction": str(direction), "detail": _first_line(exc)}
+    logger.info("%s %s: lock held by another run, nothing to do here: %s", tiered.label, direction, one_line(exc))
+    return {"status": "locked", "model": tiered.label, "direction": str(direction), "detail": one_line(exc)}
 
 
 def _move(task: TieringTask, tiered: TieredModel, direction: str, **options: Any) -> dict[str, Any]:
@@ -297,8 +293,8 @@ def archive_range(self, label: str, low: Any, high: Any, run_id: int, batch_size
         if is_transient(exc) and self.request.retries < self.max_retries:
             MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run_id).update(retries=F("retries") + 1)
             self.retry_or_raise(exc, f"{self.name} {label} [{low}, {high})", run_id)
-        logger.error("%s %s [%s, %s) failed (run %s): %s", self.name, label, low, high, run_id, _first_line(exc))
-        return {**part, "status": "failed", "error": _first_line(exc)}
+        logger.error("%s %s [%s, %s) failed (run %s): %s", self.name, label, low, high, run_id, one_line(exc))
+        return {**part, "status": "failed", "error": one_line(exc)}
     return {**part, "status": "stopped" if run.stopped_early else "done"}
 
 
