@@ -495,3 +495,40 @@ def test_e010_fk_from_a_hot_only_model_to_a_tiered_model_keeps_constraint():
     Review._meta.get_field("seat").db_constraint = False
     assert run(Booking) == []
     assert foreign_key_errors(tiered_of(Booking), [tiered_of(Booking)]) == []
+
+
+@isolate_apps("orders")
+def test_e010_many_to_many_table_keeps_constraints_to_a_tiered_model_on_either_side():
+    """The auto-created table of a many-to-many field stays in hot: with its database constraints a moved row
+    would leave it pointing at nothing (and the SQLite path must keep foreign key checks on)."""
+    class Label(models.Model):
+        class Meta:
+            app_label = "orders"
+
+    class Parcel(models.Model):
+        at = models.DateTimeField(db_index=True)
+        labels = models.ManyToManyField(Label, related_name="parcels")
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("at", older_than=DAY)
+
+    class Courier(models.Model):
+        parcels = models.ManyToManyField(Parcel, related_name="couriers")
+
+        class Meta:
+            app_label = "orders"
+
+    messages = only(run(Parcel), "tiering.E010")
+    assert sorted(m.obj for m in messages) == sorted([Parcel._meta.get_field("labels"),
+                                                      Courier._meta.get_field("parcels")])
+    assert_message(messages[0], level=checks.ERROR, contains=["orders.Parcel", "_labels"],
+                   hint="ManyToManyField with db_constraint=False")
+    assert [m.id for m in foreign_key_errors(tiered_of(Parcel), [tiered_of(Parcel)])] == ["tiering.E010"] * 2
+    Parcel._meta.get_field("labels").remote_field.db_constraint = False
+    Courier._meta.get_field("parcels").remote_field.db_constraint = False
+    assert run(Parcel) == []

@@ -288,4 +288,20 @@ def _check_foreign_keys_into_tiers(tiered_models: list[TieredModel]) -> list[che
                     id="tiering.E010",
                 )
             )
+        # many-to-many, either side: its auto-created table stays in hot (a declared through model is an
+        # ordinary model with foreign keys, met above)
+        m2m = list(target._meta.many_to_many) + [r.field for r in target._meta.related_objects if r.many_to_many]
+        for field in m2m:
+            through = field.remote_field.through
+            if through in moving or not through._meta.auto_created or not field.remote_field.db_constraint:
+                continue
+            errors.append(
+                checks.Error(
+                    f"{field.model._meta.label}.{field.name}: its table {through._meta.db_table} keeps a database "
+                    f"constraint to {target._meta.label}, whose rows move to the cold tier with {tiered.label}.",
+                    hint="Declare the ManyToManyField with db_constraint=False.",
+                    obj=field,
+                    id="tiering.E010",
+                )
+            )
     return errors
