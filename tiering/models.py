@@ -44,6 +44,8 @@ class MigrationRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(default=timezone.now)
     owner = models.CharField(max_length=200, blank=True, help_text="host:pid of the process that ran it")
+    path = models.CharField(max_length=20, blank=True,
+                            help_text="Copy path of its batches (sqlite, pg_copy, pg_insert, orm); the repair reads it.")
     rows = models.BigIntegerField(default=0)
     child_rows = models.BigIntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
@@ -74,9 +76,7 @@ class MigrationBatch(models.Model):
     state = models.CharField(max_length=10, choices=BatchState.choices, default=BatchState.COPYING, db_index=True)
     key_low = models.CharField(max_length=100, blank=True)
     key_high = models.CharField(max_length=100, blank=True)
-    pks = models.JSONField(default=list, blank=True, help_text=(
-        "Keys of the batch, for repair after a crash; empty where the key range is enough (TO_COLD on the "
-        "fast paths, whose DONE commits with the delete)."))
+    pks = models.JSONField(default=list, blank=True, help_text="Keys of the batch, for repair after a crash.")
     rows = models.IntegerField(default=0)
     child_rows = models.IntegerField(default=0)
     bytes = models.BigIntegerField(default=0)

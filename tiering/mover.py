@@ -69,7 +69,8 @@ hash function; the verify itself compares every column).
 Batch states in the ledger: COPYING (keys recorded) -> [COPIED, orm] -> DONE, or
 UNDONE/FAILED. After a crash the repair looks at the rows of each open batch's
 key range: a key in both tiers gets its copy removed (the source is
-authoritative); a key gone from the source was moved. ``HOTCOLD_TEST_CRASH_AT=step:n``
+authoritative); a key gone from the source was moved, or, on the fast paths
+to cold, deleted by the application (see ``_undo_copies``). ``HOTCOLD_TEST_CRASH_AT=step:n``
 (test subprocesses only) kills the process at a named step: after_copy,
 after_verify (on pg_copy after the target commit), mid_delete,
 after_delete_before_ledger.
@@ -79,8 +80,10 @@ them straight back: the access field of an access (or hybrid) policy is set to
 now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COLD
 skips held rows for the time policy's ``older_than`` after the restore.
 
-Known limit: a source row deleted by the application while its batch was
-half-done is kept from its target copy by the repair.
+Known limit: on the ``orm`` path, whose DONE commits after the deletes, a
+source row deleted by the application after its batch crashed half-done is
+kept from its target copy by the repair (it cannot tell that key from a
+moved one); the fast paths remove that copy (see ``_undo_copies``).
 """
 from __future__ import annotations
 
@@ -174,8 +177,9 @@ def move(
         _acquire_lock(tiered, direction, run)
     ctx = _Move(tiered, direction, run, now=run.cutoff or now or timezone.now(), path=path)
     try:
-        stopped = _run_batches(ctx, _selection(ctx, pks, where, key_range), limit, batch_size,
-                               max_runtime, sleep, progress)
+        selection = _selection(ctx, pks, where, key_range)  # may fall back to the orm path
+        MigrationRun.objects.using(_hot()).filter(pk=run.pk).update(path=ctx.path)  # before any batch: the repair
+        stopped = _run_batches(ctx, selection, limit, batch_size, max_runtime, sleep, progress)
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
         logger.exception("run %s (%s %s) failed: %s", run.pk, tiered.label, direction, message)
@@ -279,6 +283,13 @@ def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
 
 
 # ------------------------------------------------------------------------------ the run loop
+def ledger_commits_with_delete(direction: str, path: str) -> bool:
+    """True when a batch's DONE commits in the same transaction as its source delete: TO_COLD on the fast
+    paths, the ledger living in hot, the source. An open batch then never had its delete committed (see
+    ``_undo_copies``). Not on the orm path, whose DONE follows its deletes."""
+    return direction == Direction.TO_COLD and path in ("sqlite", "pg_copy", "pg_insert")
+
+
 class _Move:
     """Everything one run needs: model, direction, aliases, cutoff, copy path."""
 
@@ -309,10 +320,7 @@ class _Move:
 
     @property
     def ledger_commits_with_delete(self) -> bool:
-        """True when the batch's DONE commits in the same transaction as its source delete (TO_COLD on the
-        fast paths: the ledger lives in hot, the source). An open batch then never had its delete committed,
-        so its repair needs only the key range, and the batch need not store every key in hot."""
-        return self.source == _hot() and self.path != "orm"
+        return ledger_commits_with_delete(self.direction, self.path)
 
     def held_pks(self) -> set[str]:
         """Keys with a live RestoredRow hold (TO_COLD skips them)."""
@@ -411,16 +419,14 @@ class _Done:
 
 
 def _open_batch(ctx: _Move, pks: list) -> MigrationBatch:
-    """Write the batch (key range, state COPYING) in its own commit, before any copy; and its keys when its
-    repair needs them (see ``_Move.ledger_commits_with_delete``: about 7 MB per million rows otherwise)."""
+    """Write the batch (keys and key range, state COPYING) in its own commit, before any copy."""
     hot = _hot()
-    keys = [] if ctx.ledger_commits_with_delete else [_jsonable(p) for p in pks]
     for attempt in range(50):  # parallel range workers of one run race for the next seq
         seq = (MigrationBatch.objects.using(hot).filter(run=ctx.run).aggregate(m=models.Max("seq"))["m"] or 0) + 1
         try:
             with transaction.atomic(using=hot):
                 return MigrationBatch.objects.using(hot).create(
-                    run=ctx.run, seq=seq, state=BatchState.COPYING, pks=keys,
+                    run=ctx.run, seq=seq, state=BatchState.COPYING, pks=[_jsonable(p) for p in pks],
                     key_low=str(pks[0]), key_high=str(pks[-1]))
         except IntegrityError:
             if attempt == 49:
@@ -1238,15 +1244,16 @@ def _fail_batch(ctx: _Move, batch: MigrationBatch, exc: BaseException) -> None:
     error = f"{type(exc).__name__}: {exc}"
     try:
         committed = MigrationBatch.objects.using(_hot()).filter(pk=batch.pk, state=BatchState.DONE).exists()
-    except Exception:  # hot unreachable: the steps below fail alike, and are caught
-        committed = False
+    except Exception:  # unknown: the undo below then takes no key gone from the source for deleted
+        committed = None
     if committed:
         logger.error("run %s: batch %s had committed when it failed: %s", ctx.run.pk, batch.seq, error)
         return
     state = BatchState.FAILED
     if isinstance(exc, Exception):
         try:
-            finished, _ = _undo_copies(ctx, batch)
+            deleted_nothing = committed is False and ctx.ledger_commits_with_delete
+            finished, _ = _undo_copies(ctx, batch, deleted_nothing=deleted_nothing)
             if not finished:
                 state = BatchState.UNDONE
         except Exception as cleanup:  # the repair of the next run finishes it
@@ -1257,13 +1264,18 @@ def _fail_batch(ctx: _Move, batch: MigrationBatch, exc: BaseException) -> None:
         logger.exception("run %s: could not record the failure of batch %s", ctx.run.pk, batch.seq)
 
 
-def _undo_copies(ctx: _Move, batch: MigrationBatch) -> tuple[list, int]:
+def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) -> tuple[list, int]:
     """Remove target copies of the batch's key range whose source row still exists (the source is
     authoritative); return the batch keys already gone from the source (moved) and the copies removed.
 
     It works from the key range, so copies of rows that became eligible after
-    the keys were recorded are found too. A batch recorded without its keys
-    committed its delete with its DONE, so an open one moved nothing.
+    the keys were recorded are found too. ``deleted_nothing``: the batch's
+    DONE commits with its delete (``ledger_commits_with_delete``) and it was
+    cut short, so a recorded key gone from the source was deleted by the
+    application after the copy (the crash left the row in both tiers until
+    now): its copy goes too, or the repair would bring the deleted row back.
+    Otherwise a key gone from the source was moved: no rule here may remove
+    what could be a row's only copy.
     """
     to_python = ctx.model._meta.pk.to_python
     pks = [to_python(p) for p in batch.pks]
@@ -1277,6 +1289,11 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch) -> tuple[list, int]:
     present = set()
     for chunk in _chunks(sorted(set(copies) | set(pks)), 10000):
         present.update(source.filter(pk__in=chunk).values_list("pk", flat=True))
+    if deleted_nothing:
+        recorded = set(pks)
+        undo = [pk for pk in copies if pk in present or pk in recorded]
+        _remove_copies(ctx, undo)
+        return [], len(undo)
     undo = [pk for pk in copies if pk in present]
     _remove_copies(ctx, undo)
     return [pk for pk in pks if pk not in present], len(undo)
@@ -1360,7 +1377,10 @@ def _repair(ctx: _Move) -> None:
                .exclude(run__trigger="promote", run__state=RunState.RUNNING, run__heartbeat_at__gte=fresh)
                .select_related("run").order_by("run_id", "seq"))
     for batch in batches:
-        finished, undone = _undo_copies(ctx, batch)
+        # a FAILED batch had its copies undone when it failed: what is left of it is treated the cautious way
+        cut_short = batch.state != BatchState.FAILED
+        deleted_nothing = cut_short and ledger_commits_with_delete(batch.run.direction, batch.run.path)
+        finished, undone = _undo_copies(ctx, batch, deleted_nothing=deleted_nothing)
         if ctx.direction == Direction.TO_HOT:
             _mark_restored(ctx, finished)
         note = f"repaired by run {ctx.run.pk}: {len(finished)} rows finished, {undone} copies removed"
