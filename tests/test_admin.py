@@ -172,6 +172,8 @@ def test_ledger_admin_is_read_only_and_filterable(seeded):
     assert "rows/s" in page.content.decode().lower()
     filtered = client.get(reverse("admin:tiering_migrationrun_changelist") + "?direction__exact=to_cold&state__exact=succeeded&model_label=orders.Order")
     assert [r.pk for r in filtered.context["cl"].result_list] == [run.pk]
+    by_path = client.get(reverse("admin:tiering_migrationrun_changelist") + f"?path__exact={run.path}")
+    assert run.path and by_path.context["cl"].result_count == 2  # both runs took the pair's fast path
     detail = client.get(reverse("admin:tiering_migrationrun_change", args=[run.pk]))
     assert detail.status_code == 200
     assert detail.context["has_change_permission"] is False

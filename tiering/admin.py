@@ -230,10 +230,10 @@ class MigrationBatchInline(BatchTimingColumns, admin.TabularInline):
 @admin.register(MigrationRun)
 class MigrationRunAdmin(ReadOnlyAdmin):
     list_display = [
-        "id", "model_label", "direction", "state", "trigger", "rows", "child_rows", "batches",
+        "id", "model_label", "direction", "state", "trigger", "path", "rows", "child_rows", "batches",
         "duration_display", "rows_per_second_display", "started_at", "error_short",
     ]
-    list_filter = ["model_label", "direction", "state", "trigger"]
+    list_filter = ["model_label", "direction", "state", "trigger", "path"]
     date_hierarchy = "started_at"
     search_fields = ["model_label", "error", "owner"]
     inlines = [MigrationBatchInline]
