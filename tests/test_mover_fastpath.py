@@ -64,6 +64,19 @@ def test_an_error_after_the_batch_committed_leaves_the_batch_done(tiers, monkeyp
     assert content(after) == before and {t for rows in after.values() for t, _ in rows.values()} == {"cold"}
 
 
+def test_batch_keys_are_recorded_as_runs_of_consecutive_integers(tiers):
+    """A batch of integer keys keeps a handful of [low, high] runs in hot, not every key; keys() gives them back."""
+    assert MigrationBatch.record_keys([3, 4, 5, 9, 11, 12]) == {"runs": [[3, 5], [9, 9], [11, 12]]}
+    assert MigrationBatch(pks={"runs": [[3, 5], [9, 9], [11, 12]]}).keys() == [3, 4, 5, 9, 11, 12]
+    assert MigrationBatch.record_keys(["b", "c"]) == ["b", "c"] == MigrationBatch(pks=["b", "c"]).keys()
+    seed_orders(tiers.hot, 40, lines=1)
+    Order.objects.using(tiers.hot).filter(pk__in=[7, 8, 30]).update(created_at=timezone.now())  # stay hot
+    run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=25, path=FAST[tiers.backend])
+    batches = MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq")
+    assert [b.pks for b in batches] == [{"runs": [[1, 6], [9, 27]]}, {"runs": [[28, 29], [31, 40]]}]
+    assert [k for b in batches for k in b.keys()] == [k for k in range(1, 41) if k not in (7, 8, 30)]
+
+
 def test_an_extra_child_copy_alone_is_found_and_removed(tiers):
     """A target child the source does not have, next to otherwise identical copies: the batch counts the
     target's children (it held some in the batch's key range before the copy) and removes the extra one."""
@@ -78,7 +91,8 @@ def test_an_extra_child_copy_alone_is_found_and_removed(tiers):
     assert not OrderLine.objects.using(tiers.cold).filter(pk=9999).exists()
 
 
-@pytest.mark.parametrize("recorded_keys", [[1, 2, 3, 4, 5], []], ids=["with-keys", "range-only"])
+@pytest.mark.parametrize("recorded_keys", [[1, 2, 3, 4, 5], {"runs": [[1, 2], [4, 5]]}, []],
+                         ids=["key-list", "key-runs", "range-only"])
 def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers, recorded_keys):
     """The target committed, the source did not: every copy in the batch's key range is removed,
     including rows that became eligible after the keys were recorded (TO_COLD fast-path batches

@@ -231,7 +231,7 @@ def test_parallel_ranges_on_two_workers(tiers, celery_processes):
     assert_tiers(tiers, old, new)
     (run,) = runs(tiers)
     batches = list(MigrationBatch.objects.using(tiers.hot).filter(run=run))
-    moved = [pk for batch in batches for pk in batch.pks]
+    moved = [pk for batch in batches for pk in batch.keys()]
     assert len(moved) == len(set(moved)) == run.rows == len(old) and set(moved) == old
     assert sum(b.rows for b in batches) == run.rows and len(batches) == run.batches
     assert all(b.state == BatchState.DONE for b in batches) and run.child_rows == 2 * len(old)

@@ -76,7 +76,9 @@ class MigrationBatch(models.Model):
     state = models.CharField(max_length=10, choices=BatchState.choices, default=BatchState.COPYING, db_index=True)
     key_low = models.CharField(max_length=100, blank=True)
     key_high = models.CharField(max_length=100, blank=True)
-    pks = models.JSONField(default=list, blank=True, help_text="Keys of the batch, for repair after a crash.")
+    pks = models.JSONField(default=list, blank=True, help_text=(
+        "Keys of the batch, for repair after a crash: a list, or for integer keys {\"runs\": [[low, high], ...]} "
+        "(see keys())."))
     rows = models.IntegerField(default=0)
     child_rows = models.IntegerField(default=0)
     bytes = models.BigIntegerField(default=0)
@@ -95,6 +97,26 @@ class MigrationBatch(models.Model):
 
     def __str__(self) -> str:
         return f"Batch {self.seq} of run {self.run_id} ({self.state})"
+
+    @staticmethod
+    def record_keys(keys: list) -> list | dict:
+        """What ``pks`` holds for ``keys`` (in key order): integer keys as runs of consecutive values, since
+        a batch of auto-increment keys is a handful of runs, not 10,000 numbers kept in hot forever."""
+        if not keys or not all(type(k) is int for k in keys):
+            return [k if isinstance(k, str) else str(k) for k in keys]  # UUIDs, for one, as text
+        runs = [[keys[0], keys[0]]]
+        for key in keys[1:]:
+            if key == runs[-1][1] + 1:
+                runs[-1][1] = key
+            else:
+                runs.append([key, key])
+        return {"runs": runs}
+
+    def keys(self) -> list:
+        """The batch's keys, from either form of ``pks``."""
+        if isinstance(self.pks, dict):
+            return [key for low, high in self.pks["runs"] for key in range(low, high + 1)]
+        return list(self.pks)
 
 
 class TierLock(models.Model):

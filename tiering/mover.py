@@ -421,12 +421,13 @@ class _Done:
 def _open_batch(ctx: _Move, pks: list) -> MigrationBatch:
     """Write the batch (keys and key range, state COPYING) in its own commit, before any copy."""
     hot = _hot()
+    keys = MigrationBatch.record_keys(pks)
     for attempt in range(50):  # parallel range workers of one run race for the next seq
         seq = (MigrationBatch.objects.using(hot).filter(run=ctx.run).aggregate(m=models.Max("seq"))["m"] or 0) + 1
         try:
             with transaction.atomic(using=hot):
                 return MigrationBatch.objects.using(hot).create(
-                    run=ctx.run, seq=seq, state=BatchState.COPYING, pks=[_jsonable(p) for p in pks],
+                    run=ctx.run, seq=seq, state=BatchState.COPYING, pks=keys,
                     key_low=str(pks[0]), key_high=str(pks[-1]))
         except IntegrityError:
             if attempt == 49:
@@ -1278,7 +1279,7 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) ->
     what could be a row's only copy.
     """
     to_python = ctx.model._meta.pk.to_python
-    pks = [to_python(p) for p in batch.pks]
+    pks = [to_python(p) for p in batch.keys()]
     target = ctx.model._base_manager.using(ctx.target)
     if batch.key_low and batch.key_high:
         copies = list(target.filter(pk__gte=to_python(batch.key_low), pk__lte=to_python(batch.key_high))
