@@ -1290,14 +1290,10 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) ->
     present = set()
     for chunk in _chunks(sorted(set(copies) | set(pks)), 10000):
         present.update(source.filter(pk__in=chunk).values_list("pk", flat=True))
-    if deleted_nothing:
-        recorded = set(pks)
-        undo = [pk for pk in copies if pk in present or pk in recorded]
-        _remove_copies(ctx, undo)
-        return [], len(undo)
-    undo = [pk for pk in copies if pk in present]
+    deleted = set(pks) - present if deleted_nothing else set()
+    undo = [pk for pk in copies if pk in present or pk in deleted]
     _remove_copies(ctx, undo)
-    return [pk for pk in pks if pk not in present], len(undo)
+    return [pk for pk in pks if pk not in present and pk not in deleted], len(undo)
 
 
 # --------------------------------------------------------------------------- 1. lock, repair
