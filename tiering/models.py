@@ -10,6 +10,11 @@ from django.db import models
 from django.utils import timezone
 
 
+def jsonable_key(value):
+    """A primary key as the ledger's JSON holds it: integers and text as they are, others (UUIDs) as text."""
+    return value if isinstance(value, (int, str)) else str(value)
+
+
 class Direction(models.TextChoices):
     TO_COLD = "to_cold", "hot → cold"
     TO_HOT = "to_hot", "cold → hot"
@@ -103,7 +108,7 @@ class MigrationBatch(models.Model):
         """What ``pks`` holds for ``keys`` (in key order): integer keys as runs of consecutive values, since
         a batch of auto-increment keys is a handful of runs, not 10,000 numbers kept in hot forever."""
         if not keys or not all(type(k) is int for k in keys):
-            return [k if isinstance(k, str) else str(k) for k in keys]  # UUIDs, for one, as text
+            return [jsonable_key(k) for k in keys]
         runs = [[keys[0], keys[0]]]
         for key in keys[1:]:
             if key == runs[-1][1] + 1:

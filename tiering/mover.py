@@ -106,7 +106,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from .conf import tiering_settings
-from .models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
+from .models import (BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock,
+                     jsonable_key)
 from .policies import HybridPolicy, TimePolicy
 from .registry import TieredModel
 from .signals import batch_done, run_failed, run_finished
@@ -1419,11 +1420,11 @@ def _check_selection(direction, pks, where, all_rows, limit, batch_size) -> None
 def _describe_selection(pks, where, all_rows, limit, batch_size, key_range) -> dict:
     out: dict[str, Any] = {}
     if pks is not None:
-        out["pks"] = [_jsonable(p) for p in list(pks)[:1000]]
+        out["pks"] = [jsonable_key(p) for p in list(pks)[:1000]]
     if where is not None:
         out["where"] = str(where)
     for key, value in (("all_rows", all_rows or None), ("limit", limit), ("batch_size", batch_size),
-                       ("key_range", [_jsonable(v) for v in key_range] if key_range else None)):
+                       ("key_range", [jsonable_key(v) for v in key_range] if key_range else None)):
         if value is not None:
             out[key] = value
     return out
@@ -1571,10 +1572,6 @@ def _qn(name: str) -> str:
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def _jsonable(value: Any) -> Any:
-    return value if isinstance(value, (int, str)) else str(value)
 
 
 def _norm(value: Any) -> str:
