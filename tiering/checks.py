@@ -293,7 +293,7 @@ def _check_foreign_keys_into_tiers(tiered_models: list[TieredModel]) -> list[che
         m2m = list(target._meta.many_to_many) + [r.field for r in target._meta.related_objects if r.many_to_many]
         for field in m2m:
             through = field.remote_field.through
-            if through in moving or not through._meta.auto_created or not field.remote_field.db_constraint:
+            if not through._meta.auto_created or not field.remote_field.db_constraint:
                 continue
             errors.append(
                 checks.Error(
