@@ -25,6 +25,19 @@ def copy_rows(model, source: str, target: str, **filters) -> None:
     model._base_manager.using(target).bulk_create([model(**row) for row in rows])
 
 
+def cut_between_the_commits(tiers, recorded_keys, path: str = "") -> MigrationRun:
+    """A run of another process that died after its target commit: its open batch (keys 1-10 and the
+    ``recorded_keys``) has every order of that range and its lines copied into cold, and hot untouched."""
+    crashed = MigrationRun.objects.using(tiers.hot).create(
+        model_label="orders.Order", direction=Direction.TO_COLD, owner="elsewhere:1", cutoff=timezone.now(),
+        path=path)
+    MigrationBatch.objects.using(tiers.hot).create(run=crashed, seq=1, state=BatchState.COPYING,
+                                                   pks=recorded_keys, key_low="1", key_high="10")
+    copy_rows(Order, tiers.hot, tiers.cold, pk__lte=10)
+    copy_rows(OrderLine, tiers.hot, tiers.cold, order_id__lte=10)
+    return crashed
+
+
 def test_stale_copies_in_the_target_give_way_to_the_source(tiers):
     """Copies the ledger does not know (a crashed attempt, a write through such a copy) are replaced."""
     seed_orders(tiers.hot, 20, lines=2)
@@ -99,12 +112,7 @@ def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers,
     record the range only)."""
     seed_orders(tiers.hot, 30, lines=1)
     before = content(snapshot(tiers.hot, tiers.cold))
-    crashed = MigrationRun.objects.using(tiers.hot).create(
-        model_label="orders.Order", direction=Direction.TO_COLD, owner="elsewhere:1", cutoff=timezone.now())
-    MigrationBatch.objects.using(tiers.hot).create(run=crashed, seq=1, state=BatchState.COPYING,
-                                                   pks=recorded_keys, key_low="1", key_high="10")
-    copy_rows(Order, tiers.hot, tiers.cold, pk__lte=10)
-    copy_rows(OrderLine, tiers.hot, tiers.cold, order_id__lte=10)
+    crashed = cut_between_the_commits(tiers, recorded_keys)
     repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0, path=FAST[tiers.backend])
     assert repair.state == RunState.STOPPED
     batch = MigrationBatch.objects.using(tiers.hot).get(run=crashed)
@@ -122,13 +130,7 @@ def test_repair_after_a_crash_between_the_commits_honours_a_delete_made_meanwhil
     nothing: the key gone from hot was deleted by the application, and its copy is removed too. On the ORM
     path (DONE after the delete) a key gone from the source may have moved, so the copy stays."""
     seed_orders(tiers.hot, 30, lines=2)
-    crashed = MigrationRun.objects.using(tiers.hot).create(
-        model_label="orders.Order", direction=Direction.TO_COLD, owner="elsewhere:1", cutoff=timezone.now(),
-        path=FAST[tiers.backend] if path == "fast" else "orm")
-    MigrationBatch.objects.using(tiers.hot).create(run=crashed, seq=1, state=BatchState.COPYING,
-                                                   pks=list(range(1, 11)), key_low="1", key_high="10")
-    copy_rows(Order, tiers.hot, tiers.cold, pk__lte=10)
-    copy_rows(OrderLine, tiers.hot, tiers.cold, order_id__lte=10)
+    crashed = cut_between_the_commits(tiers, list(range(1, 11)), path=FAST[tiers.backend] if path == "fast" else "orm")
     with connections[tiers.hot].cursor() as cursor:  # the application deletes order 4 in hot
         cursor.execute("DELETE FROM orders_orderline WHERE order_id = 4")
         cursor.execute("DELETE FROM orders_order WHERE id = 4")
