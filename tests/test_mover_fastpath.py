@@ -25,12 +25,12 @@ def copy_rows(model, source: str, target: str, **filters) -> None:
     model._base_manager.using(target).bulk_create([model(**row) for row in rows])
 
 
-def cut_between_the_commits(tiers, recorded_keys, path: str = "") -> MigrationRun:
+def cut_between_the_commits(tiers, recorded_keys, done_commits_with_delete: bool = False) -> MigrationRun:
     """A run of another process that died after its target commit: its open batch (keys 1-10 and the
     ``recorded_keys``) has every order of that range and its lines copied into cold, and hot untouched."""
     crashed = MigrationRun.objects.using(tiers.hot).create(
         model_label="orders.Order", direction=Direction.TO_COLD, owner="elsewhere:1", cutoff=timezone.now(),
-        path=path)
+        done_commits_with_delete=done_commits_with_delete)
     MigrationBatch.objects.using(tiers.hot).create(run=crashed, seq=1, state=BatchState.COPYING,
                                                    pks=recorded_keys, key_low="1", key_high="10")
     copy_rows(Order, tiers.hot, tiers.cold, pk__lte=10)
@@ -123,30 +123,50 @@ def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers,
     assert content(snapshot(tiers.hot, tiers.cold)) == before
 
 
-@pytest.mark.parametrize("path", ["fast", "orm"])
-def test_repair_after_a_crash_between_the_commits_honours_a_delete_made_meanwhile(tiers, path):
+@pytest.mark.parametrize("recorded", ["now", "before-the-flag"])
+def test_repair_after_a_crash_between_the_commits_honours_a_delete_made_meanwhile(tiers, recorded):
     """The target committed, the source did not, and before the next run the application deleted one of the
-    batch's rows in hot. On the fast paths the batch's DONE commits with its delete, so an open batch deleted
-    nothing: the key gone from hot was deleted by the application, and its copy is removed too. On the ORM
-    path (DONE after the delete) a key gone from the source may have moved, so the copy stays."""
+    batch's rows in hot. A run to cold records that its batches' DONE commits with their delete (every path
+    does), so an open batch deleted nothing: the key gone from hot was deleted by the application, and its
+    copy is removed too. A run recorded before that flag existed gets the cautious rule: a key gone from the
+    source may have moved, so its copy stays."""
     seed_orders(tiers.hot, 30, lines=2)
-    crashed = cut_between_the_commits(tiers, list(range(1, 11)), path=FAST[tiers.backend] if path == "fast" else "orm")
+    crashed = cut_between_the_commits(tiers, list(range(1, 11)), done_commits_with_delete=recorded == "now")
     with connections[tiers.hot].cursor() as cursor:  # the application deletes order 4 in hot
         cursor.execute("DELETE FROM orders_orderline WHERE order_id = 4")
         cursor.execute("DELETE FROM orders_order WHERE id = 4")
-    repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0)  # the repair goes by the crashed run's path
-    assert repair.state == RunState.STOPPED and repair.path == FAST[tiers.backend]  # recorded for its own repair
+    repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0)  # goes by the crashed run's flag
+    assert repair.state == RunState.STOPPED and repair.done_commits_with_delete  # recorded for its own repair
     batch = MigrationBatch.objects.using(tiers.hot).get(run=crashed)
     snap = snapshot(tiers.hot, tiers.cold)  # no row in both tiers
     tiers_of = {pk: tier for pk, (tier, _) in snap["orders_order"].items()}
     assert {pk for pk, tier in tiers_of.items() if tier == "hot"} == set(range(1, 31)) - {4}
     assert_lines_follow_orders(tiers.hot, tiers.cold)
-    if path == "fast":
+    if recorded == "now":
         assert batch.state == BatchState.UNDONE and "0 rows finished, 10 copies removed" in batch.error
         assert 4 not in tiers_of and not OrderLine.objects.using(tiers.cold).filter(order_id=4).exists()
-    else:  # the ORM path's known limit: the deleted row lives on in cold
+    else:  # without the flag a deleted row lives on in cold: no rule may remove what could be a row's only copy
         assert batch.state == BatchState.DONE and "1 rows finished, 9 copies removed" in batch.error
         assert tiers_of[4] == "cold"
+
+
+def test_orm_path_to_cold_commits_done_with_its_delete(tiers, monkeypatch):
+    """The ORM path records its DONE in the hot transaction of its deletes, as the fast paths do: a ledger
+    write that fails rolls the deletes back with it, and the rows stay in hot (their copies undone)."""
+    seed_orders(tiers.hot, 20, lines=2)
+    before = content(snapshot(tiers.hot, tiers.cold))
+
+    def ledger_fails(ctx, batch, done):
+        raise RuntimeError("ledger write failed")
+
+    monkeypatch.setattr(mover, "_record_done", ledger_fails)
+    with pytest.raises(mover.MoveError, match="ledger write failed"):
+        mover.move(registry.get(Order), Direction.TO_COLD, path="orm")
+    run = MigrationRun.objects.using(tiers.hot).get()
+    assert run.path == "orm" and run.done_commits_with_delete and run.state == RunState.FAILED
+    assert MigrationBatch.objects.using(tiers.hot).get().state in (BatchState.FAILED, BatchState.UNDONE)
+    after = snapshot(tiers.hot, tiers.cold)
+    assert content(after) == before and {t for rows in after.values() for t, _ in rows.values()} == {"hot"}
 
 
 def test_selection_with_a_join_moves_on_the_orm_path(tiers):

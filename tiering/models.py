@@ -50,7 +50,10 @@ class MigrationRun(models.Model):
     heartbeat_at = models.DateTimeField(default=timezone.now)
     owner = models.CharField(max_length=200, blank=True, help_text="host:pid of the process that ran it")
     path = models.CharField(max_length=20, blank=True,
-                            help_text="Copy path of its batches (sqlite, pg_copy, pg_insert, orm); the repair reads it.")
+                            help_text="Copy path of its batches (sqlite, pg_copy, pg_insert, orm).")
+    done_commits_with_delete = models.BooleanField(
+        default=False, help_text="Each batch's DONE commits in the transaction of its source delete, so an open "
+                                 "batch deleted nothing; the repair reads it (False: runs recorded before it existed).")
     rows = models.BigIntegerField(default=0)
     child_rows = models.BigIntegerField(default=0)
     bytes = models.BigIntegerField(default=0)

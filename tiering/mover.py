@@ -179,7 +179,8 @@ def move(
     ctx = _Move(tiered, direction, run, now=run.cutoff or now or timezone.now(), path=path)
     try:
         selection = _selection(ctx, pks, where, key_range)  # may fall back to the orm path
-        MigrationRun.objects.using(_hot()).filter(pk=run.pk).update(path=ctx.path)  # before any batch: the repair
+        MigrationRun.objects.using(_hot()).filter(pk=run.pk).update(  # before any batch: the repair reads it
+            path=ctx.path, done_commits_with_delete=ctx.ledger_commits_with_delete)
         stopped = _run_batches(ctx, selection, limit, batch_size, max_runtime, sleep, progress)
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
@@ -284,13 +285,6 @@ def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
 
 
 # ------------------------------------------------------------------------------ the run loop
-def ledger_commits_with_delete(direction: str, path: str) -> bool:
-    """True when a batch's DONE commits in the same transaction as its source delete: TO_COLD on the fast
-    paths, the ledger living in hot, the source. An open batch then never had its delete committed (see
-    ``_undo_copies``). Not on the orm path, whose DONE follows its deletes."""
-    return direction == Direction.TO_COLD and path in ("sqlite", "pg_copy", "pg_insert")
-
-
 class _Move:
     """Everything one run needs: model, direction, aliases, cutoff, copy path."""
 
@@ -321,7 +315,10 @@ class _Move:
 
     @property
     def ledger_commits_with_delete(self) -> bool:
-        return ledger_commits_with_delete(self.direction, self.path)
+        """True when each batch's DONE commits in the same transaction as its source delete, on every path:
+        TO_COLD, where the ledger lives in hot, the source. An open batch then never had its delete
+        committed (see ``_undo_copies``); the run records it as ``MigrationRun.done_commits_with_delete``."""
+        return self.direction == Direction.TO_COLD
 
     def held_pks(self) -> set[str]:
         """Keys with a live RestoredRow hold (TO_COLD skips them)."""
@@ -1039,12 +1036,8 @@ def _batch_orm(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, boo
     copy_seconds = time.monotonic() - t0
     _set(batch, state=BatchState.COPIED, copy_seconds=copy_seconds)
     _hook("after_copy")
-    t0 = time.monotonic()
-    moved, checksum, nbytes, child_rows = _verify_and_delete(ctx, pks, written, inserted)
-    delete_seconds = time.monotonic() - t0
-    _hook("after_delete_before_ledger")
-    kept = len([pk for pk in pks if pk not in moved])
-    return _Done(len(moved), child_rows, nbytes, checksum, kept, copy_seconds, 0.0, delete_seconds), False, list(moved)
+    done, moved = _verify_and_delete(ctx, batch, pks, written, inserted, copy_seconds)
+    return done, ctx.ledger_commits_with_delete, moved
 
 
 def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
@@ -1104,8 +1097,10 @@ def _advance_sequences(ctx: _Move, cursor=None, schema: str | None = None) -> No
             [table, pk.column])
 
 
-def _verify_and_delete(ctx: _Move, pks: list, written: dict, inserted: list) -> tuple[set, str, int, int]:
-    """ORM path: lock both sides, re-check eligibility, compare hashes, delete what moved.
+def _verify_and_delete(ctx: _Move, batch: MigrationBatch, pks: list, written: dict, inserted: list,
+                       copy_seconds: float) -> tuple[_Done, list]:
+    """ORM path: lock both sides, re-check eligibility, compare hashes, delete what moved; to cold, record
+    the batch DONE in the delete's transaction (``ledger_commits_with_delete``). Returns it and the keys moved.
 
     Per parent, with ``s``/``t`` the source/target hashes now and ``w`` the copy as written:
     ``s == t``: verified, the source row is deleted. ``s == w != t``: the application
@@ -1113,6 +1108,7 @@ def _verify_and_delete(ctx: _Move, pks: list, written: dict, inserted: list) -> 
     row is deleted too. Anything else (changed in the source, no longer eligible):
     the source row stays and our copy is removed, in the same pair of transactions.
     """
+    t0 = time.monotonic()
     # always hot before cold, whatever the direction, so two runs never wait on each other in a cycle
     with transaction.atomic(using=tiering_settings.HOT), transaction.atomic(using=tiering_settings.COLD):
         source, children, nbytes = _group_hashes(ctx, ctx.source, pks, eligible_only=True, lock=True)
@@ -1130,9 +1126,14 @@ def _verify_and_delete(ctx: _Move, pks: list, written: dict, inserted: list) -> 
         _hook("mid_delete")
         for chunk in _chunks(moved, 10000):
             ctx.model._base_manager.using(ctx.source).filter(pk__in=chunk)._raw_delete(ctx.source)
-        done = set(moved)
-        _remove_copies(ctx, [pk for pk in inserted if pk not in done])
-    return done, checksum, nbytes, child_rows
+        moved_set = set(moved)
+        _remove_copies(ctx, [pk for pk in inserted if pk not in moved_set])
+        done = _Done(len(moved), child_rows, nbytes, checksum, len(pks) - len(moved), copy_seconds, 0.0,
+                     time.monotonic() - t0)
+        _hook("after_delete_before_ledger")
+        if ctx.ledger_commits_with_delete:  # hot is the source: the outer transaction holds the deletes
+            _record_done(ctx, batch, done)
+    return done, moved
 
 
 # ------------------------------------------------------------------------- shared helpers
@@ -1377,7 +1378,7 @@ def _repair(ctx: _Move) -> None:
     for batch in batches:
         # a FAILED batch had its copies undone when it failed: what is left of it is treated the cautious way
         cut_short = batch.state != BatchState.FAILED
-        deleted_nothing = cut_short and ledger_commits_with_delete(batch.run.direction, batch.run.path)
+        deleted_nothing = cut_short and batch.run.done_commits_with_delete
         finished, undone = _undo_copies(ctx, batch, deleted_nothing=deleted_nothing)
         if ctx.direction == Direction.TO_HOT:
             _mark_restored(ctx, finished)
