@@ -58,7 +58,8 @@ Four paths do steps 3-6:
   verified and deleted.
 - ``orm`` (any other pair, and selections that need joins): raw bulk inserts, then a
   Python content hash per parent (with children) compared under row locks in
-  both tiers; a write made to the copy between copy and verify wins.
+  both tiers; a write made to the copy between copy and verify wins. The
+  deletes and the ledger (TO_COLD) commit in one hot transaction.
 
 On the SQL paths a mismatching row (a stale copy of a crashed attempt or a row
 written through it) is copied again from the authoritative source and compared
@@ -69,8 +70,8 @@ hash function; the verify itself compares every column).
 Batch states in the ledger: COPYING (keys recorded) -> [COPIED, orm] -> DONE, or
 UNDONE/FAILED. After a crash the repair looks at the rows of each open batch's
 key range: a key in both tiers gets its copy removed (the source is
-authoritative); a key gone from the source was moved, or, on the fast paths
-to cold, deleted by the application (see ``_undo_copies``). ``HOTCOLD_TEST_CRASH_AT=step:n``
+authoritative); a key gone from the source was moved, or, to cold, deleted by
+the application (see ``_undo_copies``). ``HOTCOLD_TEST_CRASH_AT=step:n``
 (test subprocesses only) kills the process at a named step: after_copy,
 after_verify (on pg_copy after the target commit), mid_delete,
 after_delete_before_ledger.
@@ -80,10 +81,10 @@ them straight back: the access field of an access (or hybrid) policy is set to
 now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COLD
 skips held rows for the time policy's ``older_than`` after the restore.
 
-Known limit: on the ``orm`` path, whose DONE commits after the deletes, a
-source row deleted by the application after its batch crashed half-done is
-kept from its target copy by the repair (it cannot tell that key from a
-moved one); the fast paths remove that copy (see ``_undo_copies``).
+Known limit: restores (TO_HOT) keep their ledger in the target, so no commit
+ties a batch's DONE to its delete in cold. A row the application deletes from
+hot after such a batch crashed half-done is kept from its cold copy by the
+repair, which cannot tell that key from a moved one.
 """
 from __future__ import annotations
 
