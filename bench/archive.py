@@ -7,7 +7,8 @@ dates over two years so ~88% are older than the 90-day policy), clones that
 pair once per method so all start from the same data, and measures in a
 fresh child process:
 
-- hotcold: ``migrate_cold --model orders.Order --no-input`` (the real engine);
+- hotcold: ``migrate_cold --model orders.Order --no-input`` (the real engine), plus
+           ``--move-args`` (say ``--batch-size 30000``) when given;
 - naive:   the obvious hand-written loop, per batch of 1000: read orders and
            lines from hot, bulk_create them in cold, delete them from hot
            (stops after --naive-seconds; its rate is measured over what it moved);
@@ -61,7 +62,7 @@ def measure_hotcold(args) -> dict:
     _setup()
     before = _tier_counts()
     with timer() as elapsed:
-        call_command("migrate_cold", "--model", "orders.Order", "--no-input", verbosity=0)
+        call_command("migrate_cold", "--model", "orders.Order", "--no-input", *args.move_args.split(), verbosity=0)
     after = _tier_counts()
     return {"seconds": elapsed(), "orders": before["Order_default"] - after["Order_default"],
             "lines": before["OrderLine_default"] - after["OrderLine_default"], "counts": after,
@@ -167,7 +168,8 @@ def measure_limit(args) -> dict:
 
 # --- orchestration ---------------------------------------------------------------------------
 
-def bench(backend: str, sizes: list[int], methods: list[str], naive_seconds: float, repeat: int = 1) -> dict:
+def bench(backend: str, sizes: list[int], methods: list[str], naive_seconds: float, repeat: int = 1,
+          move_args: str = "") -> dict:
     """Measure every method on every size ``repeat`` times (rounds interleave the methods, so a slow spell
     of the shared machine hits them alike); ``results[(n, method)]`` is the list of runs."""
     results: dict = {}
@@ -183,7 +185,7 @@ def bench(backend: str, sizes: list[int], methods: list[str], naive_seconds: flo
                 pair = clone(data, method)
                 try:
                     result = run_child(pair, "bench.archive", ["--measure", method, "--naive-seconds",
-                                                                 str(naive_seconds)])
+                                                                 str(naive_seconds), f"--move-args={move_args}"])
                 finally:
                     drop(pair)
                 result["rate"] = rate(result["orders"], result["seconds"])
@@ -235,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, action="append", metavar="N",
                         help="Scale-out mode (repeatable): archive with N Celery worker processes on PostgreSQL "
                              "and print the speedup over one worker (runs bench/archive_workers.py).")
+    parser.add_argument("--move-args", default="", metavar="'--batch-size N ...'",
+                        help="Extra migrate_cold options for the hotcold method (default: none, the defaults).")
     parser.add_argument("--measure", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -252,9 +256,10 @@ def main(argv: list[str] | None = None) -> None:
     sizes = sorted(set(args.rows or [100_000]))
     methods = [m for m in METHODS if m in (args.method or METHODS)]
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    print(f"archive bench: sizes {sizes}, backends {backends}, methods {methods}, python {sys.version.split()[0]}")
+    print(f"archive bench: sizes {sizes}, backends {backends}, methods {methods}, "
+          f"migrate_cold options {args.move_args or '(defaults)'}, python {sys.version.split()[0]}")
     for backend in backends:
-        results = bench(backend, sizes, methods, args.naive_seconds, args.repeat)
+        results = bench(backend, sizes, methods, args.naive_seconds, args.repeat, args.move_args)
         report(backend, sizes, methods, results)
 
 

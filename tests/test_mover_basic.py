@@ -124,6 +124,16 @@ def test_more_held_rows_than_a_statement_takes_parameters(tiers):
     assert Order.objects.using(tiers.hot).count() == held and Order.objects.using(tiers.cold).count() == 10
 
 
+def test_orm_path_batches_stay_within_its_cap(tiers, settings):
+    """The orm path passes each key of a batch as a query parameter, so its batches stop at ORM_BATCH_CAP
+    even when --batch-size and the time target would let them grow further."""
+    settings.TIERING = {**settings.TIERING, "BATCH_TARGET_SECONDS": 1000}  # every batch grows 4x, to the cap
+    seed_orders(tiers.hot, 30_000, lines=0)
+    run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=20_000, path="orm")
+    sizes = list(MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq").values_list("rows", flat=True))
+    assert run.rows == 30_000 and sizes == [1000, 4000, 10_000, 10_000, 5000]
+
+
 def test_only_eligible_rows_move_and_children_follow(tiers):
     seed_orders(tiers.hot, 50, lines=2, old=True)
     seed_orders(tiers.hot, 30, lines=2, old=False, start_pk=51)

@@ -118,6 +118,7 @@ logger = logging.getLogger("tiering.mover")
 
 PATHS = ("sqlite", "pg_copy", "pg_insert", "orm")
 MIN_BATCH = 10
+ORM_BATCH_CAP = 10000  # the orm path passes each key as a query parameter (SQLite: 32,766 per statement by default)
 SQLITE_COLD_CHECKPOINT_BATCHES = 8  # see _sqlite_checkpoint
 OPEN_STATES = (BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED)
 
@@ -336,6 +337,8 @@ def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, p
 
 def _batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, progress) -> bool:
     cap = batch_size or tiering_settings.BATCH_SIZE
+    if ctx.path == "orm":
+        cap = min(cap, ORM_BATCH_CAP)
     size = min(cap, 1000)
     total = selection.count()
     total = min(total, limit) if limit is not None else total

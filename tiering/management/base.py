@@ -257,8 +257,8 @@ class MoveCommand(BaseCommand):
         parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive",
                             help="Do not ask for confirmation (required when not on a terminal).")
         parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
-                            help="Upper bound of rows per batch (default TIERING['BATCH_SIZE']); "
-                                 "batches are also sized by time.")
+                            help="Upper bound of rows per batch (default TIERING['BATCH_SIZE'], 50000; the "
+                                 "orm path takes at most 10000); batches are also sized by time.")
         parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                             help="Stop cleanly once about N rows have moved.")
         parser.add_argument("--max-runtime", type=positive_float, default=None, metavar="SECONDS",
