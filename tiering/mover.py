@@ -185,6 +185,7 @@ def move(
         MigrationRun.objects.using(_hot()).filter(pk=run.pk).update(  # before any batch: the repair reads it
             path=ctx.path, done_commits_with_delete=ctx.ledger_commits_with_delete)
         stopped = _run_batches(ctx, selection, limit, batch_size, max_runtime, sleep, progress)
+        _analyze_holds(ctx)  # not on promote's path: a read that promotes a few rows must stay cheap
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
         logger.exception("run %s (%s %s) failed: %s", run.pk, tiered.label, direction, message)
@@ -327,7 +328,6 @@ class _Move:
 def _run_batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, progress) -> bool:
     """Move batch after batch; return True when stopped early by limit or max_runtime."""
     stopped = _batches(ctx, selection, limit, batch_size, max_runtime, sleep, progress)
-    _analyze_holds(ctx)
     if ctx.cold_batches:  # the SQLite path's last batches are still in the cold file's WAL
         with connections[tiering_settings.COLD].cursor() as cur:
             _wal_checkpoint(ctx, cur, "main")
