@@ -353,7 +353,7 @@ class MoveCommand(BaseCommand):
                 tiered, self.direction,
                 batch_size=options["batch_size"], limit=selection.pop("limit", options["limit"]),
                 max_runtime=selection.pop("max_runtime", options["max_runtime"]), sleep=options["sleep"],
-                trigger="command", progress=report, **selection,
+                trigger="command", progress=report if self.verbosity >= 1 else None, **selection,
             )
         except mover.LockHeld as exc:
             raise CommandError(f"{tiered.label}: {one_line(exc)}") from None
