@@ -1186,16 +1186,25 @@ def _eligible_q(ctx: _Move) -> Q:
         q = ctx.tiered.policy.cold_q(ctx.now)
         period = _hold_period(ctx.tiered.policy)
         if period is not None:
-            q &= ~Exists(_live_holds(ctx, period))
+            q &= _not_held_q(ctx, period)
     return q & getattr(ctx, "where_q", Q())
 
 
-def _live_holds(ctx: _Move, period: timedelta) -> models.QuerySet:
-    """The live ``RestoredRow`` hold of the outer query's row: a subquery in hot, the source of TO_COLD, where
-    the holds live. A list of held keys would take a query parameter per row (SQLite: 32,766 by default).
-    ``object_pk`` holds the key as the database casts it to text (see ``_mark_restored``)."""
-    return RestoredRow.objects.filter(model_label=ctx.tiered.label, restored_at__gte=ctx.now - period,
-                                      object_pk=Cast(OuterRef("pk"), models.CharField()))
+def _not_held_q(ctx: _Move, period: timedelta) -> Q:
+    """Rows without a live ``RestoredRow`` hold: a subquery in hot, the source of TO_COLD, where the holds
+    live (a list of held keys would take a query parameter per row: SQLite allows 32,766 by default).
+
+    ``object_pk`` holds the key as the database casts it to text (see ``_mark_restored``). SQLite runs a
+    correlated ``NOT EXISTS`` once per row, which made the key scan 1.5x slower even with no holds; an
+    uncorrelated ``NOT IN`` is built once per statement. PostgreSQL plans ``NOT EXISTS`` as an anti-join,
+    while its ``NOT IN`` turns into a per-row subplan when the holds outgrow ``work_mem``.
+    """
+    holds = RestoredRow.objects.filter(model_label=ctx.tiered.label, restored_at__gte=ctx.now - period)
+    if connections[ctx.source].vendor == "sqlite":
+        pk = ctx.model._meta.pk
+        key_field = pk.target_field if pk.is_relation else pk
+        return ~Q(pk__in=holds.values_list(Cast("object_pk", key_field), flat=True))
+    return ~Exists(holds.filter(object_pk=Cast(OuterRef("pk"), models.CharField())))
 
 
 def _where_sql(ctx: _Move) -> tuple[str, list] | None:
@@ -1249,7 +1258,7 @@ def _mark_restored(ctx: _Move, pks: list) -> None:
         hot = _hot()
         with transaction.atomic(using=hot):
             for chunk in _chunks(pks, 10000):
-                # the key as hot casts it to text, what _live_holds compares it with (a UUID is hex on SQLite)
+                # the key as hot casts it to text, what _not_held_q compares it with (a UUID is hex on SQLite)
                 labels = list(ctx.model._base_manager.using(hot).filter(pk__in=chunk)
                               .values_list(Cast("pk", models.CharField()), flat=True))
                 RestoredRow.objects.using(hot).filter(model_label=ctx.tiered.label, object_pk__in=labels).update(
