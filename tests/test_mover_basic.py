@@ -124,14 +124,24 @@ def test_more_held_rows_than_a_statement_takes_parameters(tiers):
     assert Order.objects.using(tiers.hot).count() == held and Order.objects.using(tiers.cold).count() == 10
 
 
+def test_batches_shrink_when_they_overrun_the_time_target(tiers, settings):
+    """Batches are sized by time: each one that takes longer than BATCH_TARGET_SECONDS makes the next one
+    smaller, at most 16x per step and down to MIN_BATCH (a target no batch can meet shrinks them all)."""
+    settings.TIERING = {**settings.TIERING, "BATCH_TARGET_SECONDS": 1e-9}
+    seed_orders(tiers.hot, 1100, lines=0)
+    run = mover.move(registry.get(Order), Direction.TO_COLD)
+    sizes = list(MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq").values_list("rows", flat=True))
+    assert run.rows == 1100 and sizes[:4] == [1000, 62, mover.MIN_BATCH, mover.MIN_BATCH]
+
+
 def test_orm_path_batches_stay_within_its_cap(tiers, settings):
     """The orm path passes each key of a batch as a query parameter, so its batches stop at ORM_BATCH_CAP
     even when --batch-size and the time target would let them grow further."""
-    settings.TIERING = {**settings.TIERING, "BATCH_TARGET_SECONDS": 1000}  # every batch grows 4x, to the cap
+    settings.TIERING = {**settings.TIERING, "BATCH_TARGET_SECONDS": 1000}  # every batch grows 16x, to the cap
     seed_orders(tiers.hot, 30_000, lines=0)
     run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=20_000, path="orm")
     sizes = list(MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq").values_list("rows", flat=True))
-    assert run.rows == 30_000 and sizes == [1000, 4000, 10_000, 10_000, 5000]
+    assert run.rows == 30_000 and sizes == [1000, 10_000, 10_000, 9000]
 
 
 def test_only_eligible_rows_move_and_children_follow(tiers):

@@ -118,6 +118,10 @@ logger = logging.getLogger("tiering.mover")
 
 PATHS = ("sqlite", "pg_copy", "pg_insert", "orm")
 MIN_BATCH = 10
+# how far one batch's time may move the next batch's size, either way: the first batch (1,000 rows) probes,
+# the next ones reach the cap in two steps (each batch costs ~10 ms however small), and one slow batch
+# (a lock wait, wide rows) brings the next one back to the time target at once
+BATCH_STEP = 16.0
 ORM_BATCH_CAP = 10000  # the orm path passes each key as a query parameter (SQLite: 32,766 per statement by default)
 SQLITE_COLD_CHECKPOINT_BATCHES = 8  # see _sqlite_checkpoint
 OPEN_STATES = (BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED)
@@ -365,7 +369,7 @@ def _batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, progr
         if progress is not None:
             progress(MoveProgress(done["rows"], done["batches"], done["bytes"], total))
         # size the next batch by time, within the cap
-        factor = min(4.0, max(0.5, tiering_settings.BATCH_TARGET_SECONDS / max(elapsed, 1e-3)))
+        factor = min(BATCH_STEP, max(1 / BATCH_STEP, tiering_settings.BATCH_TARGET_SECONDS / max(elapsed, 1e-3)))
         size = int(min(cap, max(MIN_BATCH, size * factor)))
         if sleep:
             time.sleep(sleep)
