@@ -377,7 +377,7 @@ def _batches(ctx: _Move, selection, limit, batch_size, max_runtime, sleep, progr
 
 def _next_keys(selection, last_pk, want: int) -> list:
     """2. select: the next ``want`` eligible keys after ``last_pk`` in key order (keyset; the cutoff is fixed
-    for the run), fetched in one piece: iterating a values_list costs 5x the query itself at 50,000 keys."""
+    for the run), fetched in one piece, not 100 rows at a time through a queryset iterator (1.4% of a run)."""
     keys_qs = selection.order_by("pk")
     if last_pk is not None:
         keys_qs = keys_qs.filter(pk__gt=last_pk)
