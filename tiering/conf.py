@@ -18,7 +18,8 @@ DEFAULTS: dict[str, Any] = {
     # most 10000, see mover.ORM_BATCH_CAP). Large batches keep the per-batch overhead small (every batch
     # rewrites the index pages it touches); BATCH_TARGET_SECONDS keeps each one a short transaction.
     "BATCH_SIZE": 50000,
-    # Target wall time of one move batch, in seconds: batches stay short transactions.
+    # Target wall time of one move batch, in seconds: batches stay short transactions. The first batch is
+    # 1000 rows; each batch's time then sets the next one's size, at most 16x larger or smaller.
     "BATCH_TARGET_SECONDS": 0.5,
     # Rows pulled per tier and round trip when merged lists stream both tiers.
     "READ_CHUNK_SIZE": 500,
