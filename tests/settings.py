@@ -55,6 +55,7 @@ if REDIS.url:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
 
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.keyed"]  # noqa: F405 (tiered models with text and UUID keys)
 DATABASE_ROUTERS = ["tests.router.PairedTieringRouter"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TIERING = {"HOT": "default", "COLD": "cold", "BATCH_SIZE": 1000, "RUN_IN_PROCESS": True}

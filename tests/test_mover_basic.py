@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import uuid
 from datetime import timedelta, timezone as dt_timezone
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
+from tests.keyed.models import Ticket, Voucher
 from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
@@ -99,6 +101,33 @@ def test_restored_time_policy_rows_are_held(tiers):
     # once the hold period is over they are eligible again
     later = timezone.now() + timedelta(days=91)
     assert mover.move(order, Direction.TO_COLD, now=later).rows == 3
+
+
+@pytest.mark.parametrize("model", [Voucher, Ticket], ids=["text", "uuid"])
+def test_text_and_uuid_keys_move_and_are_held(tiers, path, model):
+    """Keys that are not integers, on every path: the SQLite path keeps them in a batch table of their own
+    (integer keys get an INTEGER PRIMARY KEY one), and the holds of restored rows compare them as the
+    database casts them to text (a UUID is 32 hex digits on SQLite)."""
+    now = timezone.now()
+    keys = [f"V-{i:02d}" for i in range(20)] if model is Voucher else sorted(uuid.uuid4() for _ in range(20))
+    model.objects.using(tiers.hot).bulk_create(
+        [model(pk=key, issued_at=now - timedelta(days=60 if i < 15 else 1), note=f"n{i}") for i, key in enumerate(keys)])
+    tiered = registry.get(model)
+
+    def tier_keys():
+        return ({str(k) for k in model.objects.using(alias).values_list("pk", flat=True)}
+                for alias in (tiers.hot, tiers.cold))
+
+    run = mover.move(tiered, Direction.TO_COLD, path=path)
+    assert (run.state, run.rows, run.path) == (RunState.SUCCEEDED, 15, path)
+    assert tuple(tier_keys()) == ({str(k) for k in keys[15:]}, {str(k) for k in keys[:15]})
+    assert mover.move(tiered, Direction.TO_HOT, pks=keys[:3], path=path).rows == 3
+    assert mover.plan(tiered, Direction.TO_COLD).rows == 0
+    assert mover.move(tiered, Direction.TO_COLD, path=path).rows == 0  # held: not sent straight back
+    assert tuple(tier_keys()) == ({str(k) for k in keys[:3] + keys[15:]}, {str(k) for k in keys[3:15]})
+    later = now + timedelta(days=31)  # the holds are over and the new rows are old
+    assert mover.move(tiered, Direction.TO_COLD, path=path, now=later).rows == 8
+    assert tuple(tier_keys()) == (set(), {str(k) for k in keys})
 
 
 def test_more_held_rows_than_a_statement_takes_parameters(tiers):

@@ -660,10 +660,12 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
                 cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (pk {key_type} PRIMARY KEY)", [])
             cur.execute(f"DELETE FROM temp.{keys}", [])
             t = parent
+            # the key range as SQLite stores it (a UUID as 32 hex digits: the raw cursor takes no UUID objects)
+            low, high = (ctx.model._meta.pk.get_db_prep_value(key, conn) for key in (pks[0], pks[-1]))
             cur.execute(f"INSERT INTO temp.{keys} (pk) SELECT {t.ref}.{t.pk} FROM tiering_src.{t.table} "
                         f"AS {t.ref} WHERE {t.ref}.{t.pk} >= %s AND {t.ref}.{t.pk} <= %s AND ({where})",
-                        [pks[0], pks[-1], *params])
-            count_target = sql.children_in_target(cur, children, pks[0], pks[-1])
+                        [low, high, *params])
+            count_target = sql.children_in_target(cur, children, low, high)
             sql.copy(cur, parent, children, sql.in_batch)
             copy_seconds = time.monotonic() - t0
             _hook("after_copy")
