@@ -10,29 +10,25 @@ from tiering.policies import TimePolicy
 from tiering.query import TieredManager
 
 
-class Voucher(models.Model):
+class Issued(models.Model):
+    """Issued at a time; cold 30 days later."""
+
+    issued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    note = models.CharField(max_length=40, blank=True)
+
+    objects = TieredManager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "objects"
+
+    class Tiering:
+        policy = TimePolicy("issued_at", older_than=timedelta(days=30))
+
+
+class Voucher(Issued):
     code = models.CharField(max_length=20, primary_key=True)
-    issued_at = models.DateTimeField(default=timezone.now, db_index=True)
-    note = models.CharField(max_length=40, blank=True)
-
-    objects = TieredManager()
-
-    class Meta:
-        base_manager_name = "objects"
-
-    class Tiering:
-        policy = TimePolicy("issued_at", older_than=timedelta(days=30))
 
 
-class Ticket(models.Model):
+class Ticket(Issued):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
-    issued_at = models.DateTimeField(default=timezone.now, db_index=True)
-    note = models.CharField(max_length=40, blank=True)
-
-    objects = TieredManager()
-
-    class Meta:
-        base_manager_name = "objects"
-
-    class Tiering:
-        policy = TimePolicy("issued_at", older_than=timedelta(days=30))
