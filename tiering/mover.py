@@ -122,7 +122,8 @@ MIN_BATCH = 10
 # the next ones reach the cap in two steps (each batch costs ~10 ms however small), and one slow batch
 # (a lock wait, wide rows) brings the next one back to the time target at once
 BATCH_STEP = 16.0
-ORM_BATCH_CAP = 10000  # the orm path passes each key as a query parameter (SQLite: 32,766 per statement by default)
+KEYS_PER_STATEMENT = 10000  # keys passed as query parameters to one statement (SQLite: 32,766 by default)
+ORM_BATCH_CAP = KEYS_PER_STATEMENT  # the orm path passes each key of a batch as a query parameter
 SQLITE_COLD_CHECKPOINT_BATCHES = 8  # see _sqlite_checkpoint
 OPEN_STATES = (BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED)
 
@@ -1133,10 +1134,10 @@ def _verify_and_delete(ctx: _Move, batch: MigrationBatch, pks: list, written: di
         for child in ctx.tiered.children:  # children first: cascades never see an uncopied child
             keys = [k for pk in moved for k in children.get((child.model, pk), ())]
             child_rows += len(keys)
-            for chunk in _chunks(keys, 10000):
+            for chunk in _chunks(keys, KEYS_PER_STATEMENT):
                 child.model._base_manager.using(ctx.source).filter(pk__in=chunk)._raw_delete(ctx.source)
         _hook("mid_delete")
-        for chunk in _chunks(moved, 10000):
+        for chunk in _chunks(moved, KEYS_PER_STATEMENT):
             ctx.model._base_manager.using(ctx.source).filter(pk__in=chunk)._raw_delete(ctx.source)
         moved_set = set(moved)
         _remove_copies(ctx, [pk for pk in inserted if pk not in moved_set])
@@ -1238,10 +1239,10 @@ def _remove_copies(ctx: _Move, pks: list) -> None:
         return
     with transaction.atomic(using=ctx.target):
         for child in ctx.tiered.children:
-            for chunk in _chunks(pks, 10000):
+            for chunk in _chunks(pks, KEYS_PER_STATEMENT):
                 child.model._base_manager.using(ctx.target).filter(
                     **{f"{child.fk.attname}__in": chunk})._raw_delete(ctx.target)
-        for chunk in _chunks(pks, 10000):
+        for chunk in _chunks(pks, KEYS_PER_STATEMENT):
             ctx.model._base_manager.using(ctx.target).filter(pk__in=chunk)._raw_delete(ctx.target)
 
 
@@ -1262,12 +1263,12 @@ def _mark_restored(ctx: _Move, pks: list) -> None:
     policy, now = ctx.tiered.policy, timezone.now()
     access = policy.access_policy() if policy else None
     if access is not None:
-        for chunk in _chunks(pks, 10000):
+        for chunk in _chunks(pks, KEYS_PER_STATEMENT):
             ctx.model._base_manager.using(ctx.target).filter(pk__in=chunk).update(**{access.field: now})
     if _hold_period(policy) is not None:
         hot = _hot()
         with transaction.atomic(using=hot):
-            for chunk in _chunks(pks, 10000):
+            for chunk in _chunks(pks, KEYS_PER_STATEMENT):
                 # the key as hot casts it to text, what _not_held_q compares it with (a UUID is hex on SQLite)
                 labels = list(ctx.model._base_manager.using(hot).filter(pk__in=chunk)
                               .values_list(Cast("pk", models.CharField()), flat=True))
@@ -1332,7 +1333,7 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) ->
         copies = list(target.filter(pk__in=pks).values_list("pk", flat=True))
     source = ctx.model._base_manager.using(ctx.source)
     present = set()
-    for chunk in _chunks(sorted(set(copies) | set(pks)), 10000):
+    for chunk in _chunks(sorted(set(copies) | set(pks)), KEYS_PER_STATEMENT):
         present.update(source.filter(pk__in=chunk).values_list("pk", flat=True))
     deleted = set(pks) - present if deleted_nothing else set()
     undo = [pk for pk in copies if pk in present or pk in deleted]
