@@ -6,8 +6,8 @@ One run of ``move()``:
    run so parallel range workers of one run share it). A lock whose heartbeat
    is older than ``LOCK_STALE_SECONDS``, or whose owner is a dead process on
    this host, is taken over. Then **repair** half-done batches of earlier
-   runs: while a source row exists the source is authoritative (its target
-   copy is removed); once it is gone the target copy *is* the row.
+   runs: a row in both tiers keeps its hot version (see "Batch states"); a
+   row gone from the source was moved, and its target copy *is* the row.
 2. **Select** the next batch of keys in key order (keyset, never OFFSET) with
    the cutoff ``now`` fixed once per run; the batch size adapts to
    ``BATCH_TARGET_SECONDS`` within the ``batch_size`` cap. The keys and the key
@@ -59,7 +59,8 @@ Four paths do steps 3-6:
 - ``orm`` (any other pair, and selections that need joins): raw bulk inserts, then a
   Python content hash per parent (with children) compared under row locks in
   both tiers; a write made to the copy between copy and verify wins. The
-  deletes and the ledger (TO_COLD) commit in one hot transaction.
+  deletes and the ledger (TO_COLD) commit in one hot transaction. To hot the
+  copies are also compared with cold before they commit, as on the other paths.
 
 On the SQL paths a mismatching row (a stale copy of a crashed attempt or a row
 written through it) is copied again from the authoritative source and compared
@@ -69,9 +70,11 @@ hash function; the verify itself compares every column).
 
 Batch states in the ledger: COPYING (keys recorded) -> [COPIED, orm] -> DONE, or
 UNDONE/FAILED. After a crash the repair looks at the rows of each open batch's
-key range: a key in both tiers gets its copy removed (the source is
-authoritative); a key gone from the source was moved, or, to cold, deleted by
-the application (see ``_undo_copies``). ``HOTCOLD_TEST_CRASH_AT=step:n``
+key range. A key in both tiers keeps its hot row: to cold the cold copy is
+removed (hot, the source, is authoritative); to hot the cold row is removed,
+because a restore's copies commit in hot only verified, and from then on the
+application reads them there and writes to them. A key gone from the source
+was moved, or, to cold, deleted by the application (see ``_undo_copies``). ``HOTCOLD_TEST_CRASH_AT=step:n``
 (test subprocesses only) kills the process at a named step: after_copy,
 after_verify (on pg_copy after the target commit), mid_delete,
 after_delete_before_ledger.
@@ -83,8 +86,9 @@ skips held rows for the time policy's ``older_than`` after the restore.
 
 Known limit: restores (TO_HOT) keep their ledger in the target, so no commit
 ties a batch's DONE to its delete in cold. A row the application deletes from
-hot after such a batch crashed half-done is kept from its cold copy by the
-repair, which cannot tell that key from a moved one.
+hot after such a batch crashed half-done comes back from its cold row at the
+repair, which cannot tell a copy deleted since from one never made (updates
+made to the copies are kept).
 """
 from __future__ import annotations
 
@@ -1058,6 +1062,9 @@ def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
 
     Returns the keys inserted and the hash of each copy as written, read inside
     the copy transaction (so no application write can have touched it yet).
+    To hot the copies are also compared with the source before they commit,
+    and one that differs is not committed: a copy that reaches hot is the row
+    from then on, even for the repair (see ``_undo_copies``).
     """
     present = set(ctx.model._base_manager.using(ctx.target).filter(pk__in=pks).values_list("pk", flat=True))
     todo = [pk for pk in pks if pk not in present]
@@ -1071,6 +1078,11 @@ def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
             rows = model._base_manager.using(ctx.source).filter(**{f"{key.attname}__in": todo}).values_list(*names)
             _insert_verbatim(model, ctx.target, [model(**dict(zip(names, row))) for row in rows])
         written, _, _ = _group_hashes(ctx, ctx.target, todo, eligible_only=False, lock=False)
+        if ctx.direction == Direction.TO_HOT:
+            source, _, _ = _group_hashes(ctx, ctx.source, todo, eligible_only=False, lock=False)
+            differ = {pk for pk in todo if written.get(pk) != source.get(pk)}
+            _delete_rows(ctx.model, ctx.tiered.children, ctx.target, list(differ))
+            todo = [pk for pk in todo if pk not in differ]
     return todo, written
 
 
@@ -1140,7 +1152,7 @@ def _verify_and_delete(ctx: _Move, batch: MigrationBatch, pks: list, written: di
         for chunk in _chunks(moved, KEYS_PER_STATEMENT):
             ctx.model._base_manager.using(ctx.source).filter(pk__in=chunk)._raw_delete(ctx.source)
         moved_set = set(moved)
-        _remove_copies(ctx, [pk for pk in inserted if pk not in moved_set])
+        _delete_rows(ctx.model, ctx.tiered.children, ctx.target, [pk for pk in inserted if pk not in moved_set])
         done = _Done(len(moved), child_rows, nbytes, checksum, len(pks) - len(moved), copy_seconds, 0.0,
                      time.monotonic() - t0)
         _hook("after_delete_before_ledger")
@@ -1233,17 +1245,16 @@ def _where_sql(ctx: _Move) -> tuple[str, list] | None:
     return sql or "1 = 1", list(params)
 
 
-def _remove_copies(ctx: _Move, pks: list) -> None:
-    """Delete target copies (children, then parents) of rows that stay in the source."""
+def _delete_rows(model, children: list, alias: str, pks: list) -> None:
+    """Delete these parents from ``alias`` with their children (children first), in one transaction."""
     if not pks:
         return
-    with transaction.atomic(using=ctx.target):
-        for child in ctx.tiered.children:
+    with transaction.atomic(using=alias):
+        for child in children:
             for chunk in _chunks(pks, KEYS_PER_STATEMENT):
-                child.model._base_manager.using(ctx.target).filter(
-                    **{f"{child.fk.attname}__in": chunk})._raw_delete(ctx.target)
+                child.model._base_manager.using(alias).filter(**{f"{child.fk.attname}__in": chunk})._raw_delete(alias)
         for chunk in _chunks(pks, KEYS_PER_STATEMENT):
-            ctx.model._base_manager.using(ctx.target).filter(pk__in=chunk)._raw_delete(ctx.target)
+            model._base_manager.using(alias).filter(pk__in=chunk)._raw_delete(alias)
 
 
 def _analyze_holds(ctx: _Move) -> None:
@@ -1311,8 +1322,13 @@ def _fail_batch(ctx: _Move, batch: MigrationBatch, exc: BaseException) -> None:
 
 
 def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) -> tuple[list, int]:
-    """Remove target copies of the batch's key range whose source row still exists (the source is
-    authoritative); return the batch keys already gone from the source (moved) and the copies removed.
+    """Settle the rows of the batch's key range that are in both tiers; return the batch keys that moved
+    (gone from the source, or settled in the target) and the rows removed.
+
+    To cold the source is authoritative: the target copy goes. To hot the cold
+    row goes and the copy stays: every path verifies a restore's copies before
+    they commit in hot, and from that commit on the application reads and
+    writes them there (an update made to a copy after a crash is kept).
 
     It works from the key range, so copies of rows that became eligible after
     the keys were recorded are found too. ``deleted_nothing``: the batch's
@@ -1335,9 +1351,14 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) ->
     present = set()
     for chunk in _chunks(sorted(set(copies) | set(pks)), KEYS_PER_STATEMENT):
         present.update(source.filter(pk__in=chunk).values_list("pk", flat=True))
+    if ctx.direction == Direction.TO_HOT:
+        both = [pk for pk in copies if pk in present]
+        _delete_rows(ctx.model, ctx.tiered.children, ctx.source, both)
+        settled = set(both)
+        return [pk for pk in pks if pk not in present or pk in settled], len(both)
     deleted = set(pks) - present if deleted_nothing else set()
     undo = [pk for pk in copies if pk in present or pk in deleted]
-    _remove_copies(ctx, undo)
+    _delete_rows(ctx.model, ctx.tiered.children, ctx.target, undo)
     return [pk for pk in pks if pk not in present and pk not in deleted], len(undo)
 
 
@@ -1407,9 +1428,10 @@ def _heartbeat(ctx: _Move) -> None:
 def _repair(ctx: _Move) -> None:
     """Finish or undo half-done batches of earlier runs of this model and direction.
 
-    The source is authoritative while a source row exists (its target copy is
-    removed); a key gone from the source was deleted after a verified copy, so
-    the target copy is the row. Runs reach here only under the lock.
+    A key in both tiers: to cold the hot row is authoritative (its cold copy is
+    removed); to hot the verified copy in hot is (the cold row is removed, see
+    ``_undo_copies``). A key gone from the source was deleted after a verified
+    copy, so the target copy is the row. Runs reach here only under the lock.
     """
     hot = _hot()
     fresh = timezone.now() - timedelta(seconds=tiering_settings.LOCK_STALE_SECONDS)
@@ -1425,7 +1447,8 @@ def _repair(ctx: _Move) -> None:
         finished, undone = _undo_copies(ctx, batch, deleted_nothing=deleted_nothing)
         if ctx.direction == Direction.TO_HOT:
             _mark_restored(ctx, finished)
-        note = f"repaired by run {ctx.run.pk}: {len(finished)} rows finished, {undone} copies removed"
+        removed = f"{undone} cold rows removed" if ctx.direction == Direction.TO_HOT else f"{undone} copies removed"
+        note = f"repaired by run {ctx.run.pk}: {len(finished)} rows finished, {removed}"
         _set(batch, state=BatchState.DONE if finished else BatchState.UNDONE,
              error=(batch.error + "; " if batch.error else "") + note, finished_at=timezone.now())
         logger.warning("run %s: batch %s of run %s %s", ctx.run.pk, batch.seq, batch.run_id, note)
