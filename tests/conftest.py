@@ -48,8 +48,12 @@ def tiers(request, settings):
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Django's test runner sees pg_cold_schema as the pg_hot database (same server and names) and
-    migrates it for pg_hot only: create the cold schema and migrate the cold tables into it."""
+    migrates it for pg_hot only: create the cold schema and migrate the cold tables into it. Only when
+    pg_hot's test database was created: pytest-django creates those of the selected tests only."""
     if "pg_cold_schema" not in django_settings.DATABASES:
+        return
+    hot = connections["pg_hot"].settings_dict
+    if hot["NAME"] != hot["TEST"]["NAME"]:
         return
     with django_db_blocker.unblock():
         with connections["pg_hot"].cursor() as cursor:
