@@ -94,8 +94,9 @@ def test_sigkill_at_random_instants_then_rerun(tiers, path):
 @pytest.mark.parametrize("path", [None, "orm"], ids=["fast", "orm"])
 def test_a_restore_killed_after_its_hot_commit_keeps_what_the_application_wrote_meanwhile(tiers, path):
     """SIGKILL a restore after its first batch's copies committed in hot, before the cold delete. Until the
-    next run those rows are in both tiers and the application reads and writes the hot copies; the next
-    restore must keep those writes (the cold rows go, not the copies) and leave every row in one tier."""
+    next run those rows are in both tiers and the application reads and writes the hot copies, and deletes
+    one; the next restore must keep those writes (the cold rows go, not the copies), must not bring the
+    deleted row back from cold, and must leave every row in one tier."""
     if tiers.backend != "postgresql" and (path is None or tiers.backend == "pg_schema"):
         pytest.skip("this pair's path commits both tiers in one COMMIT (no step between them to stop at); "
                     "test_repair_of_a_restore_cut_between_the_commits_... covers its repair")
@@ -109,21 +110,25 @@ def test_a_restore_killed_after_its_hot_commit_keeps_what_the_application_wrote_
     in_both = set(Order.objects.using(tiers.hot).values_list("pk", flat=True)) & set(
         Order.objects.using(tiers.cold).values_list("pk", flat=True))
     assert in_both == set(range(1, 21))
+    killed = MigrationBatch.objects.using(tiers.hot).get(run__trigger="crash-test", seq=1)
+    assert killed.state == BatchState.VERIFIED and killed.keys() == list(range(1, 21))  # committed with the copies
     order = Order.objects.get(pk=5)  # the application reads hot first: the copy
     order.note = "written after the crash"
     order.save()
     OrderLine.objects.using(tiers.hot).filter(order_id=6).update(sku="CHANGED")
-    changed = {"orders_order": {5}, "orders_orderline": set(
-        OrderLine.objects.using(tiers.hot).filter(order_id=6).values_list("pk", flat=True))}
+    changed = {"orders_order": {5, 7}, "orders_orderline": set(
+        OrderLine.objects.using(tiers.hot).filter(order_id__in=[6, 7]).values_list("pk", flat=True))}
+    Order.objects.get(pk=7).delete()  # the copy and its lines
     run = mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path=path)
     assert run.state == RunState.SUCCEEDED and run.rows == 40
     snap = snapshot(tiers.hot, tiers.cold)  # asserts no row in both tiers
     assert {tier for rows in snap.values() for tier, _ in rows.values()} == {"hot"}
     assert Order.objects.get(pk=5).note == "written after the crash"
     assert set(OrderLine.objects.filter(order_id=6).values_list("sku", flat=True)) == {"CHANGED"}
+    assert 7 not in snap["orders_order"] and not OrderLine.objects.filter(order_id=7).exists()  # deleted: gone
     for table, rows in content(snap).items():
         assert {pk: v for pk, v in rows.items() if pk not in changed[table]} == {
             pk: v for pk, v in before[table].items() if pk not in changed[table]}
     repaired = MigrationBatch.objects.using(tiers.hot).get(run__trigger="crash-test", seq=1)
-    assert repaired.state == BatchState.DONE and "20 rows finished, 20 cold rows removed" in repaired.error
+    assert repaired.state == BatchState.DONE and "19 rows finished, 20 cold rows removed" in repaired.error
     assert_lines_follow_orders(tiers.hot, tiers.cold)

@@ -184,6 +184,42 @@ def test_repair_of_a_restore_cut_between_the_commits_keeps_the_application_s_wri
     assert {t for rows in snapshot(tiers.hot, tiers.cold).values() for t, _ in rows.values()} == {"hot"}
 
 
+@pytest.mark.parametrize("state", [BatchState.VERIFIED, BatchState.COPYING])
+def test_repair_of_a_restore_cut_between_the_commits_honours_a_delete_of_a_copy(tiers, state):
+    """A restore died after its copies of orders 1-10 committed in hot, before the cold delete. Since then
+    the application deleted order 4 (read from hot: the copy), and a run to cold archived order 5's copy
+    again. Every path commits a restore's copies with the batch's VERIFIED mark naming them, so the repair
+    knows order 4 was copied and deleted since: its cold row goes too instead of bringing it back. Order 5's
+    cold row is the row a later run archived, and stays. A batch without the mark (COPYING: recorded before
+    it existed) gets the cautious rule: a key missing from hot may never have been copied, its cold row stays."""
+    seed_orders(tiers.cold, 30, lines=2)
+    before = content(snapshot(tiers.hot, tiers.cold))
+    crashed = cut_between_the_commits(tiers, {"runs": [[1, 10]]}, direction=Direction.TO_HOT)
+    MigrationBatch.objects.using(tiers.hot).filter(run=crashed).update(state=state)
+    Order.objects.get(pk=4).delete()  # the copy, with its lines (the cascade)
+    assert not Order.objects.using(tiers.hot).filter(pk=4).exists()
+    archived = mover.move(registry.get(Order), Direction.TO_COLD, pks=[5])
+    assert archived.rows == 1 and not Order.objects.using(tiers.hot).filter(pk=5).exists()
+    repair = mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, limit=0)
+    assert repair.state == RunState.STOPPED
+    batch = MigrationBatch.objects.using(tiers.hot).get(run=crashed)
+    snap = snapshot(tiers.hot, tiers.cold)  # no row in both tiers
+    tiers_of = {pk: tier for pk, (tier, _) in snap["orders_order"].items()}
+    assert {pk for pk, tier in tiers_of.items() if tier == "hot"} == set(range(1, 11)) - {4, 5}
+    assert tiers_of[5] == "cold"  # archived again since the crash: never removed as a stale original
+    assert_lines_follow_orders(tiers.hot, tiers.cold)
+    if state == BatchState.VERIFIED:
+        assert batch.state == BatchState.DONE and "8 rows finished, 9 cold rows removed" in batch.error
+        assert 4 not in tiers_of and not OrderLine.objects.using(tiers.cold).filter(order_id=4).exists()
+        deleted = {"orders_order": {4}, "orders_orderline": {7, 8}}
+    else:
+        assert batch.state == BatchState.DONE and "8 rows finished, 8 cold rows removed" in batch.error
+        assert tiers_of[4] == "cold"
+        deleted = {"orders_order": set(), "orders_orderline": set()}
+    for table, rows in content(snap).items():  # every other row as it was
+        assert rows == {pk: v for pk, v in before[table].items() if pk not in deleted[table]}
+
+
 def test_orm_path_to_cold_commits_done_with_its_delete(tiers, monkeypatch):
     """The ORM path records its DONE in the hot transaction of its deletes, as the fast paths do: a ledger
     write that fails rolls the deletes back with it, and the rows stay in hot (their copies undone)."""

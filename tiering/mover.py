@@ -68,13 +68,16 @@ again; what still differs stays in the source, its copy removed. The SQLite
 checksum in the ledger is a digest of the verified batch summary (SQLite has no
 hash function; the verify itself compares every column).
 
-Batch states in the ledger: COPYING (keys recorded) -> [COPIED, orm] -> DONE, or
-UNDONE/FAILED. After a crash the repair looks at the rows of each open batch's
-key range. A key in both tiers keeps its hot row: to cold the cold copy is
-removed (hot, the source, is authoritative); to hot the cold row is removed,
-because a restore's copies commit in hot only verified, and from then on the
-application reads them there and writes to them. A key gone from the source
-was moved, or, to cold, deleted by the application (see ``_undo_copies``). ``HOTCOLD_TEST_CRASH_AT=step:n``
+Batch states in the ledger: COPYING (keys recorded) -> [COPIED, orm to cold;
+VERIFIED, to hot] -> DONE, or UNDONE/FAILED. A restore's verified copies commit
+in hot together with the batch's VERIFIED mark and the keys of those copies.
+After a crash the repair looks at the rows of each open batch's key range. A
+key in both tiers keeps its hot row: to cold the cold copy is removed (hot, the
+source, is authoritative); to hot the cold row is removed, because a restore's
+copies commit in hot only verified, and from then on the application reads
+them there and writes to them. A key gone from the source was moved, or
+deleted by the application; a key of a VERIFIED restore gone from hot was
+deleted by the application, and its cold row goes too (see ``_undo_copies``). ``HOTCOLD_TEST_CRASH_AT=step:n``
 (test subprocesses only) kills the process at a named step: after_copy,
 after_verify (on pg_copy after the target commit), mid_delete,
 after_delete_before_ledger.
@@ -83,12 +86,6 @@ Restored rows (TO_HOT) get a fresh mark so the next archive run does not send
 them straight back: the access field of an access (or hybrid) policy is set to
 now, and for policies with a time part a ``RestoredRow`` hold is written; TO_COLD
 skips held rows for the time policy's ``older_than`` after the restore.
-
-Known limit: restores (TO_HOT) keep their ledger in the target, so no commit
-ties a batch's DONE to its delete in cold. A row the application deletes from
-hot after such a batch crashed half-done comes back from its cold row at the
-repair, which cannot tell a copy deleted since from one never made (updates
-made to the copies are kept).
 """
 from __future__ import annotations
 
@@ -573,8 +570,8 @@ class _OneConnection:
         return done
 
     def batch_keys(self, cur) -> list:
-        """The keys the batch moved (TO_HOT marks them restored)."""
-        cur.execute(f"SELECT pk FROM {self.keys}")
+        """The keys the batch moved, in key order (TO_HOT marks them restored and records them)."""
+        cur.execute(f"SELECT pk FROM {self.keys} ORDER BY pk")
         return [r[0] for r in cur.fetchall()]
 
     def delete(self, ctx: _Move, cur, batch: MigrationBatch, parent: _Table, children: list, rows: int,
@@ -680,8 +677,9 @@ def _batch_sqlite(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, 
             moved: list = []
             if recorded:
                 _sqlite_record_done(cur, ctx, batch, done)
-            else:
+            else:  # TO_HOT: hot is main, the file that commits first: the copies and their mark commit together
                 moved = sql.batch_keys(cur)
+                _record_copied(batch, moved, cur)
             cur.execute("COMMIT", [])
             _sqlite_checkpoint(ctx, cur)
         except BaseException:
@@ -756,6 +754,19 @@ def _sqlite_record_done(cur, ctx: _Move, batch: MigrationBatch, done: _Done) -> 
                                   ops.adapt_datetimefield_value(timezone.now()), ctx.run.pk])
 
 
+def _record_copied(batch: MigrationBatch, keys: list, cursor=None) -> None:
+    """TO_HOT, in the hot transaction that commits the batch's verified copies: the batch becomes VERIFIED
+    with the keys of those copies, so the repair knows which copies were made. One of them missing from hot
+    later was deleted by the application, and its cold row must not bring it back (see ``_undo_copies``).
+    ``cursor``: the SQLite path's, inside its own ``BEGIN`` (Django's atomic would commit it)."""
+    keys_json = MigrationBatch.record_keys(keys)
+    if cursor is None:
+        MigrationBatch.objects.using(_hot()).filter(pk=batch.pk).update(state=BatchState.VERIFIED, pks=keys_json)
+        return
+    cursor.execute(f"UPDATE main.{_qn(MigrationBatch._meta.db_table)} SET state = %s, pks = %s WHERE id = %s",
+                   [str(BatchState.VERIFIED), json.dumps(keys_json), batch.pk])
+
+
 # ------------------------------------------------------------- fast path: PostgreSQL pair
 def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
     """PostgreSQL to PostgreSQL: lock the batch in the source, COPY it into the target, verify by read-back.
@@ -825,6 +836,11 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
                 (rows, child_rows, nbytes, digests), kept = _pg_verify(ctx, src, dst, parent, children, keys,
                                                                        stages, in_source, in_target)
             verify_seconds = time.monotonic() - t0
+            moved: list = []
+            if not ctx.ledger_commits_with_delete:  # TO_HOT: the target is hot, the copies commit with their mark
+                src.execute(f"SELECT pk FROM {keys} ORDER BY pk")
+                moved = [r[0] for r in src.fetchall()]
+                _record_copied(batch, moved)
         _hook("after_verify")  # the target has committed: a crash here leaves copies for the repair
         # 5. delete: children, then parents still eligible (re-checked in the delete itself)
         t0 = time.monotonic()
@@ -843,12 +859,8 @@ def _batch_pg(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool
         done.checksum = _summary_checksum(ctx, pks[0], pks[-1], done, *digests)
         # 6. ledger: in the source transaction when the ledger lives there (hot, for TO_COLD)
         recorded = ctx.ledger_commits_with_delete
-        moved: list = []
         if recorded:
             _record_done(ctx, batch, done)
-        else:
-            src.execute(f"SELECT pk FROM {keys}")
-            moved = [r[0] for r in src.fetchall()]
     return done, recorded, moved
 
 
@@ -1048,23 +1060,26 @@ def _batch_pg_insert(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Don
 def _batch_orm(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[_Done, bool, list]:
     """Any pair: bulk_create copies, content hashes computed in Python, verify and delete under row locks."""
     t0 = time.monotonic()
-    inserted, written = _copy(ctx, pks)
+    inserted, written = _copy(ctx, batch, pks)
     _advance_sequences(ctx)
     copy_seconds = time.monotonic() - t0
-    _set(batch, state=BatchState.COPIED, copy_seconds=copy_seconds)
+    # to cold the batch is now COPIED; to hot, _copy marked it VERIFIED in the copies' commit
+    copied = {"state": BatchState.COPIED} if ctx.direction == Direction.TO_COLD else {}
+    _set(batch, copy_seconds=copy_seconds, **copied)
     _hook("after_copy")
     done, moved = _verify_and_delete(ctx, batch, pks, written, inserted, copy_seconds)
-    return done, ctx.ledger_commits_with_delete, moved
+    return done, True, moved
 
 
-def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
+def _copy(ctx: _Move, batch: MigrationBatch, pks: list) -> tuple[list, dict]:
     """Insert parents then children of ``pks`` missing from the target (ORM path).
 
     Returns the keys inserted and the hash of each copy as written, read inside
     the copy transaction (so no application write can have touched it yet).
     To hot the copies are also compared with the source before they commit,
     and one that differs is not committed: a copy that reaches hot is the row
-    from then on, even for the repair (see ``_undo_copies``).
+    from then on, even for the repair; the batch is marked VERIFIED with the
+    keys of the copies in the same commit (see ``_record_copied``).
     """
     present = set(ctx.model._base_manager.using(ctx.target).filter(pk__in=pks).values_list("pk", flat=True))
     todo = [pk for pk in pks if pk not in present]
@@ -1083,6 +1098,7 @@ def _copy(ctx: _Move, pks: list) -> tuple[list, dict]:
             differ = {pk for pk in todo if written.get(pk) != source.get(pk)}
             _delete_rows(ctx.model, ctx.tiered.children, ctx.target, list(differ))
             todo = [pk for pk in todo if pk not in differ]
+            _record_copied(batch, todo)
     return todo, written
 
 
@@ -1124,8 +1140,9 @@ def _advance_sequences(ctx: _Move, cursor=None, schema: str | None = None) -> No
 
 def _verify_and_delete(ctx: _Move, batch: MigrationBatch, pks: list, written: dict, inserted: list,
                        copy_seconds: float) -> tuple[_Done, list]:
-    """ORM path: lock both sides, re-check eligibility, compare hashes, delete what moved; to cold, record
-    the batch DONE in the delete's transaction (``ledger_commits_with_delete``). Returns it and the keys moved.
+    """ORM path: lock both sides, re-check eligibility, compare hashes, delete what moved, and record the
+    batch DONE in hot's transaction (to cold the deletes', ``ledger_commits_with_delete``). Returns it and
+    the keys moved.
 
     Per parent, with ``s``/``t`` the source/target hashes now and ``w`` the copy as written:
     ``s == t``: verified, the source row is deleted. ``s == w != t``: the application
@@ -1156,8 +1173,9 @@ def _verify_and_delete(ctx: _Move, batch: MigrationBatch, pks: list, written: di
         done = _Done(len(moved), child_rows, nbytes, checksum, len(pks) - len(moved), copy_seconds, 0.0,
                      time.monotonic() - t0)
         _hook("after_delete_before_ledger")
-        if ctx.ledger_commits_with_delete:  # hot is the source: the outer transaction holds the deletes
-            _record_done(ctx, batch, done)
+        # hot's transaction: to cold with the deletes; to hot with the removal of copies that stay out, so
+        # no VERIFIED batch outlives that removal (the repair would take such a key for one deleted from hot)
+        _record_done(ctx, batch, done)
     return done, moved
 
 
@@ -1299,8 +1317,9 @@ def _fail_batch(ctx: _Move, batch: MigrationBatch, exc: BaseException) -> None:
     rows moved, and ``_undo_copies`` would have nothing to undo but would relabel it.
     """
     error = f"{type(exc).__name__}: {exc}"
-    try:
-        committed = MigrationBatch.objects.using(_hot()).filter(pk=batch.pk, state=BatchState.DONE).exists()
+    try:  # as the ledger has it now: a restore's copies may have committed with their VERIFIED mark
+        batch = MigrationBatch.objects.using(_hot()).get(pk=batch.pk)
+        committed = batch.state == BatchState.DONE
     except Exception:  # unknown: the undo below then takes no key gone from the source for deleted
         committed = None
     if committed:
@@ -1315,10 +1334,29 @@ def _fail_batch(ctx: _Move, batch: MigrationBatch, exc: BaseException) -> None:
                 state = BatchState.UNDONE
         except Exception as cleanup:  # the repair of the next run finishes it
             error += f" (copy not removed yet: {type(cleanup).__name__}: {cleanup})"
+            if batch.state == BatchState.VERIFIED:
+                state = BatchState.VERIFIED  # its keys name the copies made: the repair needs them
+    elif batch.state == BatchState.VERIFIED:
+        state = BatchState.VERIFIED
     try:
         _set(batch, state=state, error=error, finished_at=timezone.now())
     except Exception:
         logger.exception("run %s: could not record the failure of batch %s", ctx.run.pk, batch.seq)
+
+
+def _archived_since(ctx: _Move, batch: MigrationBatch, keys: set) -> set:
+    """Those of ``keys`` in a batch to cold that was open at or after ``batch``'s start (any state but
+    UNDONE: cautious): such a key's cold row may be the row, archived again since, not a stale original."""
+    to_python, found = ctx.model._meta.pk.to_python, set()
+    if not keys:
+        return found
+    later = (MigrationBatch.objects.using(_hot())
+             .filter(run__model_label=ctx.tiered.label, run__direction=Direction.TO_COLD)
+             .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=batch.started_at))
+             .exclude(state=BatchState.UNDONE))
+    for other in later.only("pks").iterator():
+        found.update(key for key in map(to_python, other.keys()) if key in keys)
+    return found
 
 
 def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) -> tuple[list, int]:
@@ -1328,7 +1366,10 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) ->
     To cold the source is authoritative: the target copy goes. To hot the cold
     row goes and the copy stays: every path verifies a restore's copies before
     they commit in hot, and from that commit on the application reads and
-    writes them there (an update made to a copy after a crash is kept).
+    writes them there (an update made to a copy after a crash is kept). A
+    VERIFIED batch to hot names the copies its commit made (``_record_copied``):
+    one of them gone from hot since was deleted by the application, and its
+    cold row goes too, unless a run to cold may have archived it again since.
 
     It works from the key range, so copies of rows that became eligible after
     the keys were recorded are found too. ``deleted_nothing``: the batch's
@@ -1353,9 +1394,13 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) ->
         present.update(source.filter(pk__in=chunk).values_list("pk", flat=True))
     if ctx.direction == Direction.TO_HOT:
         both = [pk for pk in copies if pk in present]
-        _delete_rows(ctx.model, ctx.tiered.children, ctx.source, both)
+        gone = set()
+        if batch.state == BatchState.VERIFIED:  # pks: the copies committed in hot with that mark
+            gone = set(pks) - set(copies) - set(both)
+            gone = (gone & present) - _archived_since(ctx, batch, gone)
+        _delete_rows(ctx.model, ctx.tiered.children, ctx.source, both + sorted(gone, key=str))
         settled = set(both)
-        return [pk for pk in pks if pk not in present or pk in settled], len(both)
+        return [pk for pk in pks if (pk not in present or pk in settled) and pk not in gone], len(both) + len(gone)
     deleted = set(pks) - present if deleted_nothing else set()
     undo = [pk for pk in copies if pk in present or pk in deleted]
     _delete_rows(ctx.model, ctx.tiered.children, ctx.target, undo)
