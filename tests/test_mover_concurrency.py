@@ -34,6 +34,7 @@ class Writer(threading.Thread):
     def __init__(self, hot: str) -> None:
         super().__init__(daemon=True)
         self.hot, self.stop, self.error = hot, threading.Event(), None
+        self.writing = threading.Event()  # set after the first writes: the move starts once they happen
         self.notes: dict[int, str] = {}
         self.recent: set[int] = set()
         self.new_orders: list[int] = []
@@ -67,6 +68,8 @@ class Writer(threading.Thread):
                     except IntegrityError:
                         pass  # the order already moved: the application sees the error, nothing is lost
                 self.writes += 1
+                if self.writes == 10:
+                    self.writing.set()
         except Exception as exc:  # reported by the test
             self.error = exc
         finally:
@@ -77,8 +80,9 @@ def test_concurrent_writers_lose_nothing(tiers, path):
     seed_orders(tiers.hot, N, lines=2)
     writer = Writer(tiers.hot)
     writer.start()
-    try:
-        run = mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=40, sleep=0.002)
+    try:  # the writer's start-up (its connection) must not take the move's window: the move waits for it
+        assert writer.writing.wait(30), writer.error
+        run = mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=40, sleep=0.005)
     finally:
         writer.stop.set()
         writer.join(30)
