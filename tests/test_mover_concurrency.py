@@ -193,8 +193,8 @@ def test_write_between_copy_and_verify_is_kept_on_either_side(tiers, path, monke
     seed_orders(tiers.hot, 10, lines=1)
     real_copy = mover._copy
 
-    def copy_then_write(ctx, pks):
-        result = real_copy(ctx, pks)
+    def copy_then_write(ctx, batch, pks):
+        result = real_copy(ctx, batch, pks)
         Order.objects.using(tiers.cold).filter(pk=3).update(note="changed in the copy")
         Order.objects.using(tiers.hot).filter(pk=4).update(note="changed in the source")
         return result
