@@ -293,6 +293,113 @@ def test_max_runtime_stops_cleanly_between_batches(tiers):
     assert MigrationRun.objects.using(tiers.hot).get().state != RunState.FAILED
 
 
+class Killed(BaseException):
+    """Stands in for a SIGKILL in this process: no ``except Exception`` handler undoes anything."""
+
+
+def late_order(cutoff) -> Order:
+    """An order (with 2 lines) that was not yet cold at ``cutoff`` and is cold now."""
+    order = OrderFactory(customer=CustomerFactory(), created_at=cutoff - timedelta(days=90) + timedelta(milliseconds=1))
+    OrderLineFactory.create_batch(2, order=order)
+    return order
+
+
+def test_resume_finishes_a_stopped_run_with_its_cutoff(tiers):
+    """--resume continues the last run that stopped early, with that run's cutoff: an order that went cold
+    after it stays for the next plain run, which takes a fresh cutoff."""
+    seed(old=30, new=5)
+    out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--limit", "10", "--batch-size", "5")
+    assert "stopped early (limit or max runtime); run again (--resume keeps this run's cutoff)" in out
+    stopped = MigrationRun.objects.using(tiers.hot).get()
+    assert stopped.state == RunState.STOPPED and stopped.rows == 10
+    late = late_order(stopped.cutoff)
+    out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
+    assert f"resuming run {stopped.pk} (stopped)" in out and "20 rows" in out
+    resumed = MigrationRun.objects.using(tiers.hot).latest("pk")
+    assert resumed.state == RunState.SUCCEEDED and resumed.rows == 20
+    assert resumed.cutoff == stopped.cutoff and resumed.selection["resumes"] == stopped.pk
+    hot, cold = tier_of_orders(tiers)
+    assert len(cold) == 30 and late.pk in hot
+    assert_consistent(tiers, 36)
+    out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
+    assert "nothing to resume" in out and "Nothing to resume: nothing moved." in out
+    assert MigrationRun.objects.using(tiers.hot).count() == 2  # no run recorded for nothing
+    run_command("migrate_cold", "--model", "orders.Order", "--no-input", verbosity=0)  # a plain run: now
+    assert late.pk in tier_of_orders(tiers)[1]
+    assert_consistent(tiers, 36)
+
+
+def test_resume_repairs_and_finishes_a_run_that_died(tiers, monkeypatch):
+    """A run dies after its first batch's copy (on pg_copy after the cold commit: copies in both tiers).
+    --resume repairs that batch, then moves the rest with the dead run's cutoff; every order in one tier."""
+    from tiering import mover
+
+    seed(old=30, new=5)
+    before = snapshot(tiers)
+
+    def killed(step):
+        if step == "after_verify":
+            raise Killed(step)
+
+    monkeypatch.setattr(mover, "_hook", killed)
+    with pytest.raises(Killed):
+        run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--batch-size", "10")
+    monkeypatch.undo()
+    died = MigrationRun.objects.using(tiers.hot).get()
+    assert died.state == RunState.FAILED and died.rows == 0
+    out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
+    assert f"resuming run {died.pk} (failed: Killed: after_verify)" in out
+    resumed = MigrationRun.objects.using(tiers.hot).latest("pk")
+    assert resumed.state == RunState.SUCCEEDED and resumed.rows == 30 and resumed.cutoff == died.cutoff
+    assert not died.batch_set.exclude(state__in=["done", "undone"]).exists()  # repaired
+    assert len(tier_of_orders(tiers)[1]) == 30
+    assert_consistent(tiers, 35)
+    after = snapshot(tiers)
+    assert {key: after[key] for key in after if key.endswith(".Customer")} == {
+        key: before[key] for key in before if key.endswith(".Customer")}
+
+
+def test_resume_takes_over_a_killed_run_whose_process_is_gone(tiers):
+    """A run still RUNNING in the ledger whose process died (its lock names a dead pid on this host) is
+    resumed: its stale lock is taken over and its cutoff kept. A live run is not resumable."""
+    import socket
+
+    from tiering import mover
+    from tiering.registry import registry
+
+    seed(old=12, new=3)
+    gone = subprocess.Popen(["true"])  # a pid of this host whose process has ended
+    gone.wait()
+    owner = f"{socket.gethostname()}:{gone.pid}"
+    cutoff = timezone.now() - timedelta(minutes=5)
+    killed = MigrationRun.objects.using(tiers.hot).create(model_label="orders.Order", direction="to_cold",
+                                                          cutoff=cutoff, owner=owner)
+    TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=killed, owner=owner)
+    assert mover.resumable_run(registry.get(Order), "to_cold") == killed
+    out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
+    assert f"resuming run {killed.pk} (running)" in out
+    resumed = MigrationRun.objects.using(tiers.hot).latest("pk")
+    assert resumed.rows == 12 and resumed.cutoff == cutoff and resumed.selection["resumes"] == killed.pk
+    killed.refresh_from_db(using=tiers.hot)
+    assert killed.state == RunState.FAILED and "interrupted" in killed.error
+    assert not TierLock.objects.using(tiers.hot).exists()
+    assert_consistent(tiers, 15)
+    live = MigrationRun.objects.using(tiers.hot).create(model_label="orders.Order", direction="to_cold",
+                                                        cutoff=cutoff, owner=f"{socket.gethostname()}:{os.getpid()}")
+    TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=live, owner=live.owner)
+    assert mover.resumable_run(registry.get(Order), "to_cold") is None
+
+
+def test_resume_dry_run_shows_what_the_run_had_left_and_changes_nothing(tiers):
+    seed(old=20, new=5)
+    run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--limit", "5", "--batch-size", "5")
+    late_order(MigrationRun.objects.using(tiers.hot).get().cutoff)
+    before = snapshot(tiers)
+    out = run_command("migrate_cold", "--model", "orders.Order", "--resume", "--dry-run")
+    assert "orders.Order hot → cold: 15 rows (+30 child rows)" in out and "Dry run: nothing moved." in out
+    assert snapshot(tiers) == before
+
+
 # --- restore_hot -----------------------------------------------------------------------------
 
 def test_restore_by_pk(tiers):

@@ -175,14 +175,21 @@ def move(
     progress: Callable[[MoveProgress], None] | None = None,
     now: datetime | None = None,
     path: str | None = None,
+    resumes: MigrationRun | None = None,
 ) -> MigrationRun:
-    """Move the selected rows (and their children) between tiers; see the module docstring."""
+    """Move the selected rows (and their children) between tiers; see the module docstring.
+
+    ``resumes``: a run that did not finish (``resumable_run``); this run takes its cutoff, so it moves
+    what was eligible then, and the ledger records which run it resumes.
+    """
     _check_selection(direction, pks, where, all_rows, limit, batch_size)
     path = _choose_path(direction, path)  # refuses tiers that are the same tables before anything is written
     joined = run is not None
     if run is None:
-        run = start_run(tiered, direction, trigger=trigger, now=now,
-                        selection=_describe_selection(pks, where, all_rows, limit, batch_size, key_range))
+        selection = _describe_selection(pks, where, all_rows, limit, batch_size, key_range)
+        if resumes is not None:
+            now, selection["resumes"] = resumes.cutoff, resumes.pk
+        run = start_run(tiered, direction, trigger=trigger, now=now, selection=selection)
     else:
         _acquire_lock(tiered, direction, run)
     ctx = _Move(tiered, direction, run, now=run.cutoff or now or timezone.now(), path=path)
@@ -228,6 +235,18 @@ def plan(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows:
         per_row = sample_bytes / len(sample)
     size = batch_size or tiering_settings.BATCH_SIZE
     return MovePlan(rows=rows, child_rows=child_rows, bytes=int(per_row * rows), batches=math.ceil(rows / size))
+
+
+def resumable_run(tiered: TieredModel, direction: str) -> MigrationRun | None:
+    """The model's last run in ``direction`` when it did not finish its work: failed, stopped early (limit,
+    max runtime) or interrupted (still RUNNING, its lock stale or gone); None when it finished or is live."""
+    last = (MigrationRun.objects.using(_hot()).filter(model_label=tiered.label, direction=direction)
+            .exclude(trigger="promote").exclude(state=RunState.DRY_RUN).order_by("-started_at", "-id").first())
+    if last is None or last.state == RunState.SUCCEEDED:
+        return None
+    if last.state == RunState.RUNNING and held_lock(tiered, direction) is not None:
+        return None
+    return last
 
 
 def start_run(tiered: TieredModel, direction: str, *, trigger: str, selection: dict,

@@ -373,7 +373,10 @@ class MoveCommand(BaseCommand):
     def summary(self, tiered: TieredModel, run: MigrationRun, seconds: float) -> None:
         rate = run.rows / seconds if seconds > 0 else 0.0
         children = f" (+{run.child_rows} child rows)" if run.child_rows else ""
-        stopped = " — stopped early (limit or max runtime); run again to continue" if run.state == RunState.STOPPED else ""
+        stopped = ""
+        if run.state == RunState.STOPPED:
+            again = "run again (--resume keeps this run's cutoff)" if self.direction == Direction.TO_COLD else "run again"
+            stopped = f" — stopped early (limit or max runtime); {again} to continue"
         self.log(
             f"{tiered.label} {ARROWS[self.direction]}: {run.rows} rows{children} in {run.batches} batches, "
             f"{human_bytes(run.bytes)}, {rate:,.0f} rows/s, run {run.pk} ({run.state}){stopped}",
