@@ -9,8 +9,12 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connections
 
-# "pg_schema": cold as a schema of the hot PostgreSQL database (the mover's pg_insert path)
-PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold"), "pg_schema": ("pg_hot", "pg_cold_schema")}
+# "pg_schema": cold as a schema of the hot PostgreSQL database (the mover's pg_insert path); "sqlite_pg": hot
+# in SQLite, cold in PostgreSQL, a pair of two vendors that only the portable orm path moves between
+PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold"), "pg_schema": ("pg_hot", "pg_cold_schema"),
+         "sqlite_pg": ("default", "pg_cold")}
+# the pairs every ``tiers`` test runs on; a module names others (the mixed pair) in ``TIER_PAIRS``
+DEFAULT_PAIRS = ["sqlite", "postgresql", "pg_schema"]
 
 
 @dataclass(frozen=True)
@@ -23,11 +27,15 @@ class Tiers:
     def vendor(self) -> str:
         return connections[self.hot].vendor
 
+    @property
+    def cold_vendor(self) -> str:
+        return connections[self.cold].vendor
+
 
 def pytest_generate_tests(metafunc):
-    """``tiers`` runs over every pair in PAIRS, or over those a module names in ``TIER_PAIRS``."""
+    """``tiers`` runs over the DEFAULT_PAIRS, or over those a module names in ``TIER_PAIRS``."""
     if "tiers" in metafunc.fixturenames:
-        metafunc.parametrize("tiers", list(getattr(metafunc.module, "TIER_PAIRS", PAIRS)), indirect=True)
+        metafunc.parametrize("tiers", list(getattr(metafunc.module, "TIER_PAIRS", DEFAULT_PAIRS)), indirect=True)
 
 
 @pytest.fixture
@@ -35,7 +43,7 @@ def tiers(request, settings):
     """Point TIERING at one real backend pair (SQLite files or PostgreSQL)."""
     backend = request.param
     hot, cold = PAIRS[backend]
-    if hot not in django_settings.DATABASES:
+    if hot not in django_settings.DATABASES or cold not in django_settings.DATABASES:
         pytest.skip(f"PostgreSQL unavailable: {django_settings.PG_SKIP_REASON}")
     settings.TIERING = {**django_settings.TIERING, "HOT": hot, "COLD": cold}
     from tiering.access import tracker
@@ -43,6 +51,16 @@ def tiers(request, settings):
     tracker.discard()
     yield Tiers(backend, hot, cold)
     tracker.discard()
+
+
+@pytest.fixture(params=["fast", "orm"])
+def path(request, tiers):
+    """The pair's fast path, then the portable orm path (once for a pair whose only path it is)."""
+    from tests.mover_helpers import FAST_PATHS
+
+    if request.param == "fast" and FAST_PATHS[tiers.backend] == "orm":
+        pytest.skip("this pair has no fast path: its orm case covers it")
+    return FAST_PATHS[tiers.backend] if request.param == "fast" else "orm"
 
 
 @pytest.fixture(scope="session")

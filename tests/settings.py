@@ -2,7 +2,8 @@
 
 Aliases: ``default``/``cold`` are the SQLite pair, ``pg_hot``/``pg_cold`` the
 PostgreSQL pair, ``pg_hot``/``pg_cold_schema`` PostgreSQL with cold as a schema
-of the hot database. The ``tiers`` fixture points TIERING at one pair per test.
+of the hot database, ``default``/``pg_cold`` hot in SQLite and cold in PostgreSQL.
+The ``tiers`` fixture points TIERING at one pair per test.
 Subprocesses started by tests (crash tests, Celery workers) import these
 settings with HOTCOLD_TEST_SUBPROCESS=1 and open the test databases directly.
 """
@@ -68,4 +69,6 @@ if TEST_PAIR == "postgresql":
     TIERING = {**TIERING, "HOT": "pg_hot", "COLD": "pg_cold"}
 elif TEST_PAIR == "pg_schema":
     TIERING = {**TIERING, "HOT": "pg_hot", "COLD": "pg_cold_schema"}
+elif TEST_PAIR == "sqlite_pg":
+    TIERING = {**TIERING, "HOT": "default", "COLD": "pg_cold"}
 CELERY_TASK_DEFAULT_QUEUE = "-".join(filter(None, ["hotcold-tests", RUN_ID, TEST_PAIR]))

@@ -32,6 +32,8 @@ from tiering.models import MigrationRun, RunState, TierLock
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -180,7 +182,7 @@ def broken_cold_alias(tiers, settings):
     """A cold alias that exists in settings but cannot be reached."""
     alias = "unreachable_cold"
     broken = copy.deepcopy(connections.settings[tiers.cold])
-    if tiers.vendor == "sqlite":
+    if tiers.cold_vendor == "sqlite":
         broken["NAME"] = "/nonexistent-hotcold-dir/cold.sqlite3"
         broken["TEST"] = {**broken.get("TEST", {}), "NAME": broken["NAME"]}
     else:
@@ -500,7 +502,7 @@ def test_tty_confirmation_no_changes_nothing(tiers):
 def cold_refuses_orders(tiers):
     """A trigger in the cold database that rejects every order: the next run fails mid-way."""
     with connections[tiers.cold].cursor() as cursor:
-        if tiers.vendor == "sqlite":
+        if tiers.cold_vendor == "sqlite":
             cursor.execute("CREATE TRIGGER hotcold_test_refuse BEFORE INSERT ON orders_order "
                            "BEGIN SELECT RAISE(ABORT, 'cold refuses orders'); END")
         else:
@@ -511,8 +513,8 @@ def cold_refuses_orders(tiers):
     yield
     with connections[tiers.cold].cursor() as cursor:
         cursor.execute("DROP TRIGGER IF EXISTS hotcold_test_refuse" +
-                       ("" if tiers.vendor == "sqlite" else " ON orders_order"))
-        if tiers.vendor != "sqlite":
+                       ("" if tiers.cold_vendor == "sqlite" else " ON orders_order"))
+        if tiers.cold_vendor != "sqlite":
             cursor.execute("DROP FUNCTION IF EXISTS hotcold_test_refuse()")
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
 from tests.keyed.models import Ticket, Voucher
-from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
+from tests.mover_helpers import FAST_PATHS, assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
 from tiering.registry import registry
@@ -24,12 +24,8 @@ from tiering.signals import batch_done, run_finished
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-FAST = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert"}
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
 
-
-@pytest.fixture(params=["fast", "orm"])
-def path(request, tiers):
-    return FAST[tiers.backend] if request.param == "fast" else "orm"
 
 
 def payment_values(alias):
@@ -142,11 +138,11 @@ def test_more_held_rows_than_a_statement_takes_parameters(tiers):
     held = 70_000
     seed_orders(tiers.hot, held, lines=0)
     order = registry.get(Order)
-    assert mover.move(order, Direction.TO_COLD, batch_size=20_000, path=FAST[tiers.backend]).rows == held
-    assert mover.move(order, Direction.TO_HOT, all_rows=True, batch_size=20_000, path=FAST[tiers.backend]).rows == held
+    assert mover.move(order, Direction.TO_COLD, batch_size=20_000, path=FAST_PATHS[tiers.backend]).rows == held
+    assert mover.move(order, Direction.TO_HOT, all_rows=True, batch_size=20_000, path=FAST_PATHS[tiers.backend]).rows == held
     assert RestoredRow.objects.using(tiers.hot).filter(model_label="orders.Order").count() == held
     assert mover.plan(order, Direction.TO_COLD).rows == 0
-    for start_pk, path in ((held + 1, FAST[tiers.backend]), (held + 6, "orm")):
+    for start_pk, path in ((held + 1, FAST_PATHS[tiers.backend]), (held + 6, "orm")):
         seed_orders(tiers.hot, 5, lines=0, start_pk=start_pk)
         run = mover.move(order, Direction.TO_COLD, path=path)
         assert (run.state, run.rows, run.path) == (RunState.SUCCEEDED, 5, path)
@@ -237,7 +233,7 @@ def test_second_run_raises_lock_held_and_stale_lock_is_taken_over(tiers):
 
 
 def test_pg_target_sequences_are_advanced(tiers, path):
-    if tiers.vendor != "postgresql":
+    if tiers.cold_vendor != "postgresql":
         pytest.skip("sequences are a PostgreSQL matter")
     seed_orders(tiers.hot, 25, lines=2)
     mover.move(registry.get(Order), Direction.TO_COLD, path=path)

@@ -10,14 +10,13 @@ from django.db import connections
 from django.utils import timezone
 
 from orders.models import Order, OrderLine
-from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
+from tests.mover_helpers import FAST_PATHS, assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState
 from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-FAST = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert"}
 
 
 def copy_rows(model, source: str, target: str, **filters) -> None:
@@ -50,7 +49,7 @@ def test_stale_copies_in_the_target_give_way_to_the_source(tiers):
     Order.objects.using(tiers.cold).filter(pk=3).update(note="stale copy")
     OrderLine.objects.using(tiers.cold).filter(order_id=5).update(sku="STALE")
     OrderLine.objects.using(tiers.cold).create(id=9999, order_id=3, sku="EXTRA", quantity=1, price="1.00")
-    run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST[tiers.backend])
+    run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
     assert run.state == RunState.SUCCEEDED and run.rows == 20 and run.child_rows == 40
     assert MigrationBatch.objects.using(tiers.hot).get(run=run).kept == 0
     after = snapshot(tiers.hot, tiers.cold)
@@ -87,7 +86,7 @@ def test_batch_keys_are_recorded_as_runs_of_consecutive_integers(tiers):
     assert MigrationBatch.record_keys(["b", "c"]) == ["b", "c"] == MigrationBatch(pks=["b", "c"]).keys()
     seed_orders(tiers.hot, 40, lines=1)
     Order.objects.using(tiers.hot).filter(pk__in=[7, 8, 30]).update(created_at=timezone.now())  # stay hot
-    run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=25, path=FAST[tiers.backend])
+    run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=25, path=FAST_PATHS[tiers.backend])
     batches = MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq")
     assert [b.pks for b in batches] == [{"runs": [[1, 6], [9, 27]]}, {"runs": [[28, 29], [31, 40]]}]
     assert [k for b in batches for k in b.keys()] == [k for k in range(1, 41) if k not in (7, 8, 30)]
@@ -101,7 +100,7 @@ def test_an_extra_child_copy_alone_is_found_and_removed(tiers):
     copy_rows(Order, tiers.hot, tiers.cold, pk=7)
     copy_rows(OrderLine, tiers.hot, tiers.cold, order_id=7)
     OrderLine.objects.using(tiers.cold).create(id=9999, order_id=7, sku="EXTRA", quantity=1, price="1.00")
-    run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST[tiers.backend])
+    run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
     assert run.state == RunState.SUCCEEDED and run.rows == 20 and run.child_rows == 40
     assert content(snapshot(tiers.hot, tiers.cold)) == before
     assert not OrderLine.objects.using(tiers.cold).filter(pk=9999).exists()
@@ -116,7 +115,7 @@ def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers,
     seed_orders(tiers.hot, 30, lines=1)
     before = content(snapshot(tiers.hot, tiers.cold))
     crashed = cut_between_the_commits(tiers, recorded_keys)
-    repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0, path=FAST[tiers.backend])
+    repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0, path=FAST_PATHS[tiers.backend])
     assert repair.state == RunState.STOPPED
     batch = MigrationBatch.objects.using(tiers.hot).get(run=crashed)
     assert batch.state == BatchState.UNDONE and "10 copies removed" in batch.error
@@ -254,9 +253,9 @@ def test_fast_path_matches_the_orm_path_byte_for_byte(tiers):
     seed_orders(tiers.hot, 200, lines=3)
     before = content(snapshot(tiers.hot, tiers.cold))
     order = registry.get(Order)
-    assert mover.move(order, Direction.TO_COLD, path=FAST[tiers.backend], batch_size=64).rows == 200
+    assert mover.move(order, Direction.TO_COLD, path=FAST_PATHS[tiers.backend], batch_size=64).rows == 200
     assert content(snapshot(tiers.hot, tiers.cold)) == before
-    run = mover.move(order, Direction.TO_HOT, all_rows=True, path=FAST[tiers.backend], batch_size=64)
+    run = mover.move(order, Direction.TO_HOT, all_rows=True, path=FAST_PATHS[tiers.backend], batch_size=64)
     assert run.rows == 200 and run.child_rows == 600
     snap = snapshot(tiers.hot, tiers.cold)
     assert content(snap) == before and {t for rows in snap.values() for t, _ in rows.values()} == {"hot"}
@@ -273,7 +272,7 @@ def test_a_target_that_alters_rows_as_they_are_written_deletes_nothing_from_the_
     before = content(snapshot(tiers.hot, tiers.cold))
     with every_fifth_line_altered_on_insert(tiers.cold, tiers.backend):
         try:
-            run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST[tiers.backend])
+            run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
         except mover.MoveError as exc:  # PostgreSQL: a batch copied straight in that differs fails whole
             run = exc.run
             assert run.state == RunState.FAILED and "still differs" in run.error
