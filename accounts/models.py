@@ -3,11 +3,12 @@ from datetime import timedelta
 from django.db import models
 from django.utils import timezone
 
+from tiering.mixins import TieredSaveMixin
 from tiering.policies import AccessPolicy
 from tiering.query import TieredManager
 
 
-class Customer(models.Model):
+class Customer(TieredSaveMixin, models.Model):
     """A customer account: idle accounts go cold, and come back when used."""
 
     email = models.EmailField(unique=True)

@@ -3,11 +3,12 @@ from datetime import timedelta
 from django.db import models
 from django.utils import timezone
 
+from tiering.mixins import TieredSaveMixin
 from tiering.policies import AccessPolicy, HybridPolicy, TimePolicy
 from tiering.query import TieredManager
 
 
-class Order(models.Model):
+class Order(TieredSaveMixin, models.Model):
     """An order: cold 90 days after it was placed; its lines move with it."""
 
     class Status(models.TextChoices):
@@ -40,7 +41,7 @@ class Order(models.Model):
         return f"Order {self.pk}"
 
 
-class OrderLine(models.Model):
+class OrderLine(TieredSaveMixin, models.Model):
     """A line of an order; it lives in the tier of its order."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
@@ -52,7 +53,7 @@ class OrderLine(models.Model):
         return f"{self.quantity} x {self.sku}"
 
 
-class Payment(models.Model):
+class Payment(TieredSaveMixin, models.Model):
     """A payment: cold once it is both old and no longer looked at (hybrid policy)."""
 
     order = models.ForeignKey(Order, on_delete=models.DO_NOTHING, db_constraint=False, related_name="payments")

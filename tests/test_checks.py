@@ -18,6 +18,7 @@ from django.test.utils import isolate_apps, override_settings
 
 from tiering import mover
 from tiering.checks import check_aliases, check_tier_tables, check_tiered_models, foreign_key_errors
+from tiering.mixins import TieredSaveMixin
 from tiering.models import Direction
 from tiering.policies import AccessPolicy, HybridPolicy, TimePolicy
 from tiering.query import TieredManager
@@ -60,7 +61,7 @@ def ids(messages) -> list[str]:
 # ----------------------------------------------------------------------- good configuration
 @isolate_apps("orders")
 def test_a_correct_tiered_model_and_child_check_clean():
-    class Parcel(models.Model):
+    class Parcel(TieredSaveMixin, models.Model):
         sent_at = models.DateTimeField(db_index=True)
         weight = models.IntegerField(default=0)
         objects = TieredManager()
@@ -73,13 +74,40 @@ def test_a_correct_tiered_model_and_child_check_clean():
             policy = TimePolicy("sent_at", older_than=30 * DAY)
             related = ["scans"]
 
-    class Scan(models.Model):
+    class Scan(TieredSaveMixin, models.Model):
         parcel = models.ForeignKey(Parcel, on_delete=models.CASCADE, related_name="scans")  # moves with it
 
         class Meta:
             app_label = "orders"
 
     assert run(Parcel) == []
+
+
+@isolate_apps("orders")
+def test_w002_names_a_tiered_model_and_a_child_that_save_the_django_way():
+    class Crate(models.Model):  # no TieredSaveMixin, nor has its child
+        packed_at = models.DateTimeField(db_index=True)
+        objects = TieredManager()
+
+        class Meta:
+            app_label = "orders"
+            base_manager_name = "objects"
+
+        class Tiering:
+            policy = TimePolicy("packed_at", older_than=30 * DAY)
+            related = ["items"]
+
+    class Item(models.Model):
+        crate = models.ForeignKey(Crate, on_delete=models.CASCADE, related_name="items")
+
+        class Meta:
+            app_label = "orders"
+
+    messages = run(Crate)
+    assert [(m.id, m.obj, m.level) for m in messages] == [("tiering.W002", Crate, checks.WARNING),
+                                                           ("tiering.W002", Item, checks.WARNING)]
+    assert_message(messages[0], level=checks.WARNING, contains=["orders.Crate", "second copy of the row"],
+                   hint="TieredSaveMixin")
 
 
 def test_the_real_registry_checks_clean():
@@ -212,7 +240,7 @@ def test_e004_other_integer_settings():
 )
 def test_e005_missing_or_invalid_policy(policy):
     with isolate_apps("orders"):
-        class Stamped(models.Model):
+        class Stamped(TieredSaveMixin, models.Model):
             stamp = models.DateTimeField(db_index=True)
             objects = TieredManager()
 
@@ -233,7 +261,7 @@ def test_e005_missing_or_invalid_policy(policy):
 
 @isolate_apps("orders")
 def test_e006_unknown_policy_field():
-    class Ticket(models.Model):
+    class Ticket(TieredSaveMixin, models.Model):
         opened_at = models.DateTimeField(db_index=True)
         objects = TieredManager()
 
@@ -251,7 +279,7 @@ def test_e006_unknown_policy_field():
 
 @isolate_apps("orders")
 def test_e006_policy_field_is_not_a_date():
-    class Invoice(models.Model):
+    class Invoice(TieredSaveMixin, models.Model):
         number = models.CharField(max_length=20, db_index=True)
         issued = models.DateField(db_index=True)
         objects = TieredManager()
@@ -272,7 +300,7 @@ def test_e006_policy_field_is_not_a_date():
 
 @isolate_apps("orders")
 def test_e007_policy_field_without_index():
-    class Visit(models.Model):
+    class Visit(TieredSaveMixin, models.Model):
         at = models.DateTimeField()
         left = models.DateTimeField()
         objects = TieredManager()
@@ -293,7 +321,7 @@ def test_e007_policy_field_without_index():
 
 @isolate_apps("orders")
 def test_e008_related_name_that_does_not_exist():
-    class Basket(models.Model):
+    class Basket(TieredSaveMixin, models.Model):
         made_at = models.DateTimeField(db_index=True)
         objects = TieredManager()
 
@@ -305,7 +333,7 @@ def test_e008_related_name_that_does_not_exist():
             policy = TimePolicy("made_at", older_than=DAY)
             related = ["items"]
 
-    class BasketItem(models.Model):
+    class BasketItem(TieredSaveMixin, models.Model):
         basket = models.ForeignKey(Basket, on_delete=models.CASCADE, related_name="entries")
 
         class Meta:
@@ -320,11 +348,11 @@ def test_e008_related_name_that_does_not_exist():
 
 @isolate_apps("orders")
 def test_e008_related_name_is_a_forward_field():
-    class Shop(models.Model):
+    class Shop(TieredSaveMixin, models.Model):
         class Meta:
             app_label = "orders"
 
-    class Sale(models.Model):
+    class Sale(TieredSaveMixin, models.Model):
         shop = models.ForeignKey(Shop, on_delete=models.DO_NOTHING, db_constraint=False)
         sold_at = models.DateTimeField(db_index=True)
         objects = TieredManager()
@@ -344,7 +372,7 @@ def test_e008_related_name_is_a_forward_field():
 # ----------------------------------------------------------------------- managers
 @isolate_apps("orders")
 def test_e009_tiered_model_without_tiered_manager():
-    class Plain(models.Model):
+    class Plain(TieredSaveMixin, models.Model):
         at = models.DateTimeField(db_index=True)
 
         class Meta:
@@ -362,7 +390,7 @@ def test_e009_tiered_model_without_tiered_manager():
 
 @isolate_apps("orders")
 def test_e009_tiered_manager_declared_second():
-    class Second(models.Model):
+    class Second(TieredSaveMixin, models.Model):
         at = models.DateTimeField(db_index=True)
         plain = models.Manager()
         objects = TieredManager()
@@ -378,7 +406,7 @@ def test_e009_tiered_manager_declared_second():
 
 @isolate_apps("orders")
 def test_w001_base_manager_not_tiered():
-    class Loose(models.Model):
+    class Loose(TieredSaveMixin, models.Model):
         at = models.DateTimeField(db_index=True)
         objects = TieredManager()
 
@@ -397,7 +425,7 @@ def test_w001_base_manager_not_tiered():
 # ----------------------------------------------------------------------- foreign keys
 @isolate_apps("orders")
 def test_e010_fk_from_tiered_model_keeps_constraint():
-    class Shopper(models.Model):
+    class Shopper(TieredSaveMixin, models.Model):
         seen = models.DateTimeField(db_index=True)
         objects = TieredManager()
 
@@ -408,7 +436,7 @@ def test_e010_fk_from_tiered_model_keeps_constraint():
         class Tiering:
             policy = AccessPolicy("seen", idle_for=DAY)
 
-    class Cart(models.Model):
+    class Cart(TieredSaveMixin, models.Model):
         shopper = models.ForeignKey(Shopper, on_delete=models.CASCADE)  # db_constraint=True
         at = models.DateTimeField(db_index=True)
         objects = TieredManager()
@@ -429,11 +457,11 @@ def test_e010_fk_from_tiered_model_keeps_constraint():
 
 @isolate_apps("orders")
 def test_e010_fk_from_a_child_keeps_constraint_but_its_parent_fk_may():
-    class Warehouse(models.Model):
+    class Warehouse(TieredSaveMixin, models.Model):
         class Meta:
             app_label = "orders"
 
-    class Shipment(models.Model):
+    class Shipment(TieredSaveMixin, models.Model):
         at = models.DateTimeField(db_index=True)
         objects = TieredManager()
 
@@ -445,7 +473,7 @@ def test_e010_fk_from_a_child_keeps_constraint_but_its_parent_fk_may():
             policy = TimePolicy("at", older_than=DAY)
             related = ["legs"]
 
-    class Leg(models.Model):
+    class Leg(TieredSaveMixin, models.Model):
         shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="legs")  # moves along
         warehouse = models.OneToOneField(Warehouse, on_delete=models.CASCADE)  # hot-only target
 
@@ -463,7 +491,7 @@ def test_e010_fk_from_a_child_keeps_constraint_but_its_parent_fk_may():
 def test_e010_fk_from_a_hot_only_model_to_a_tiered_model_keeps_constraint():
     """The mover deletes moved rows with raw deletes: a constrained FK from a row that stays
     in hot would make every such delete fail (or, worse, be cascaded by hand)."""
-    class Booking(models.Model):
+    class Booking(TieredSaveMixin, models.Model):
         at = models.DateTimeField(db_index=True)
         objects = TieredManager()
 
@@ -475,13 +503,13 @@ def test_e010_fk_from_a_hot_only_model_to_a_tiered_model_keeps_constraint():
             policy = TimePolicy("at", older_than=DAY)
             related = ["seats"]
 
-    class Seat(models.Model):
+    class Seat(TieredSaveMixin, models.Model):
         booking = models.ForeignKey(Booking, on_delete=models.CASCADE, related_name="seats")
 
         class Meta:
             app_label = "orders"
 
-    class Review(models.Model):  # not tiered: stays in hot
+    class Review(TieredSaveMixin, models.Model):  # not tiered: stays in hot
         seat = models.ForeignKey(Seat, on_delete=models.CASCADE)
 
         class Meta:
@@ -501,11 +529,11 @@ def test_e010_fk_from_a_hot_only_model_to_a_tiered_model_keeps_constraint():
 def test_e010_many_to_many_table_keeps_constraints_to_a_tiered_model_on_either_side():
     """The auto-created table of a many-to-many field stays in hot: with its database constraints a moved row
     would leave it pointing at nothing (and the SQLite path must keep foreign key checks on)."""
-    class Label(models.Model):
+    class Label(TieredSaveMixin, models.Model):
         class Meta:
             app_label = "orders"
 
-    class Parcel(models.Model):
+    class Parcel(TieredSaveMixin, models.Model):
         at = models.DateTimeField(db_index=True)
         labels = models.ManyToManyField(Label, related_name="parcels")
         objects = TieredManager()
@@ -517,7 +545,7 @@ def test_e010_many_to_many_table_keeps_constraints_to_a_tiered_model_on_either_s
         class Tiering:
             policy = TimePolicy("at", older_than=DAY)
 
-    class Courier(models.Model):
+    class Courier(TieredSaveMixin, models.Model):
         parcels = models.ManyToManyField(Parcel, related_name="couriers")
 
         class Meta:

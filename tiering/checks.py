@@ -1,7 +1,8 @@
 """System checks for tiering configuration (``manage.py check``).
 
 Ids: tiering.E001-E011 for errors that would lose or hide rows, W0xx for
-settings that work but cost speed.
+settings that work but cost speed or leave a hazard (W002: a save that can
+duplicate a moved row).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError, connections, models
 
 from .conf import tiering_settings
+from .mixins import TieredSaveMixin
 from .policies import HybridPolicy, Policy
 from .query import TieredManager, TieredQuerySet
 from .registry import TieredModel
@@ -226,9 +228,29 @@ def check_tiered_models(app_configs=None, registry: Iterable[TieredModel] | None
                     id="tiering.W001",
                 )
             )
+        errors.extend(_check_save_mixin(tiered))
         errors.extend(_check_foreign_keys(tiered))
     errors.extend(_check_foreign_keys_into_tiers(tiered_models))
     return errors
+
+
+def _check_save_mixin(tiered) -> list[checks.CheckMessage]:
+    """tiering.W002: a tiered model or child that saves the Django way duplicates a row that moved after
+    the instance was loaded (the UPDATE finds nothing, the INSERT adds a copy in the old tier)."""
+    try:
+        models_ = [tiered.model, *(child.model for child in tiered.children)]
+    except (FieldDoesNotExist, ValueError):  # a bad Tiering.related: tiering.E008
+        models_ = [tiered.model]
+    return [
+        checks.Warning(
+            f"{model._meta.label} is tiered but does not save through TieredSaveMixin: saving an instance whose "
+            "row moved to the other tier after it was loaded would insert a second copy of the row.",
+            hint="Add tiering.mixins.TieredSaveMixin first among the model's bases.",
+            obj=model,
+            id="tiering.W002",
+        )
+        for model in models_ if not issubclass(model, TieredSaveMixin)
+    ]
 
 
 def foreign_key_errors(tiered, tiered_models: list[TieredModel]) -> list[checks.CheckMessage]:

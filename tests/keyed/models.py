@@ -6,11 +6,12 @@ from datetime import timedelta
 from django.db import models
 from django.utils import timezone
 
+from tiering.mixins import TieredSaveMixin
 from tiering.policies import TimePolicy
 from tiering.query import TieredManager
 
 
-class Issued(models.Model):
+class Issued(TieredSaveMixin, models.Model):
     """Issued at a time; cold 30 days later."""
 
     issued_at = models.DateTimeField(default=timezone.now, db_index=True)
