@@ -286,10 +286,14 @@ class TieredQuerySet(QuerySet):
         return {alias: _combine(kind, [[r[k] for k in keys] for r in results]) for alias, (kind, keys) in plan.items()}
 
     def update(self, **kwargs: Any) -> int:
+        """Update both tiers, hot first. When neither matched, hot once more (as ``get()`` reads it again): a
+        row restored meanwhile was not in hot yet, then gone from cold when the restore's lock let the cold
+        UPDATE through, and its hot copy commits before that. Only then: no row is ever updated twice."""
         if not self.is_tiered:
             return super().update(**kwargs)
         self._refuse_unmergeable()
-        return sum(tier.update(**kwargs) for tier in self._tiers())
+        hot, cold = self._tiers()
+        return hot.update(**kwargs) + cold.update(**kwargs) or hot.update(**kwargs)
 
     update.alters_data = True
 
