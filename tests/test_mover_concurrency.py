@@ -222,17 +222,21 @@ def test_read_only_cold_sqlite_fails_and_deletes_nothing(tiers):
     assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 100
 
 
-def test_an_update_racing_a_restore_reaches_the_restored_row(tiers, path, monkeypatch):
-    """The application updates an order through the tiered manager while a restore of it has copied it but
-    not committed. Hot does not show the copy yet; cold's row is locked by the restore (PostgreSQL paths)
-    and gone once the UPDATE gets through. The update must still land, on the restored row in hot."""
+@pytest.mark.parametrize("write", ["update", "delete"])
+def test_a_write_racing_a_restore_reaches_the_restored_row(tiers, path, write, monkeypatch):
+    """The application updates (or deletes) an order through the tiered manager while a restore of it has
+    copied it but not committed. Hot does not show the copy yet; cold's row is locked by the restore
+    (PostgreSQL paths) and gone once the write gets through. The write must still land, on the restored row
+    in hot."""
     seed_orders(tiers.hot, 20, lines=1)
     mover.move(registry.get(Order), Direction.TO_COLD, path=path)
     real_hook, result = mover._hook, {}
 
     def application_update():
         try:
-            result["updated"] = Order.objects.filter(pk=3).update(note="updated during the restore")
+            orders = Order.objects.filter(pk=3)
+            result["written"] = (orders.update(note="updated during the restore") if write == "update"
+                                 else orders.delete()[1].get("orders.Order", 0))
         except Exception as exc:  # reported by the test
             result["error"] = exc
         finally:
@@ -250,11 +254,15 @@ def test_an_update_racing_a_restore_reaches_the_restored_row(tiers, path, monkey
     result["thread"].join(30)
     assert "error" not in result, result["error"]
     # the orm path commits its copies before its verify: for that while the row is in both tiers and the
-    # update reaches both copies alike, which the verify then finds equal (the copy is the row)
-    assert run.rows == 20 and result["updated"] == (2 if path == "orm" else 1)
-    assert Order.objects.hot().get(pk=3).note == "updated during the restore"
+    # write reaches both alike (the verify then finds the updated copies equal; a deleted one stays out)
+    assert result["written"] == (2 if path == "orm" else 1)
     snapshot(tiers.hot, tiers.cold)  # no row in both tiers
     assert not Order.objects.cold().exists()
+    if write == "update":
+        assert run.rows == 20 and Order.objects.hot().get(pk=3).note == "updated during the restore"
+    else:
+        assert not Order.objects.filter(pk=3).exists() and not OrderLine.objects.using(tiers.hot).filter(order_id=3).exists()
+        assert Order.objects.hot().count() == 19
 
 
 def test_write_between_copy_and_verify_is_kept_on_either_side(tiers, path, monkeypatch):

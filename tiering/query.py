@@ -298,12 +298,17 @@ class TieredQuerySet(QuerySet):
     update.alters_data = True
 
     def delete(self) -> tuple[int, dict[str, int]]:
+        """Delete from both tiers, hot first; when neither deleted anything, hot once more (see ``update()``:
+        a row restored meanwhile would otherwise outlive its delete in hot)."""
         if not self.is_tiered:
             return super().delete()
         self._refuse_unmergeable()
+        hot, cold = self._tiers()
+        results = [hot.delete(), cold.delete()]
+        if not any(deleted for deleted, _ in results):
+            results.append(hot.delete())
         total, per_model = 0, {}
-        for tier in self._tiers():
-            deleted, counts = tier.delete()
+        for deleted, counts in results:
             total += deleted
             for label, n in counts.items():
                 per_model[label] = per_model.get(label, 0) + n
