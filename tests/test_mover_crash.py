@@ -1,5 +1,5 @@
-"""Crash safety: SIGKILL the mover at random instants and named steps, rerun, and check
-that every row is in exactly one tier with its content unchanged."""
+"""Crash safety: SIGKILL ``migrate_cold`` (and ``restore_hot``) at random instants and named steps,
+rerun, and check that every row is in exactly one tier with its content unchanged."""
 from __future__ import annotations
 
 import os
@@ -116,7 +116,7 @@ def test_a_restore_killed_after_its_hot_commit_keeps_what_the_application_wrote_
     in_both = set(Order.objects.using(tiers.hot).values_list("pk", flat=True)) & set(
         Order.objects.using(tiers.cold).values_list("pk", flat=True))
     assert in_both == set(range(1, 21))
-    killed = MigrationBatch.objects.using(tiers.hot).get(run__trigger="crash-test", seq=1)
+    killed = MigrationBatch.objects.using(tiers.hot).get(run__direction=Direction.TO_HOT, seq=1)
     assert killed.state == BatchState.VERIFIED and killed.keys() == list(range(1, 21))  # committed with the copies
     order = Order.objects.get(pk=5)  # the application reads hot first: the copy
     order.note = "written after the crash"
@@ -135,6 +135,6 @@ def test_a_restore_killed_after_its_hot_commit_keeps_what_the_application_wrote_
     for table, rows in content(snap).items():
         assert {pk: v for pk, v in rows.items() if pk not in changed[table]} == {
             pk: v for pk, v in before[table].items() if pk not in changed[table]}
-    repaired = MigrationBatch.objects.using(tiers.hot).get(run__trigger="crash-test", seq=1)
+    repaired = MigrationBatch.objects.using(tiers.hot).get(pk=killed.pk)
     assert repaired.state == BatchState.DONE and "19 rows finished, 20 cold rows removed" in repaired.error
     assert_lines_follow_orders(tiers.hot, tiers.cold)
