@@ -11,8 +11,9 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 from django.db import connections
+from django.utils import timezone
 
-from orders.models import Order, OrderLine
+from orders.models import Order, OrderLine, Payment
 
 # each tier pair's fast path (tests/conftest.py PAIRS); the mixed pair has none, only the portable orm path
 FAST_PATHS = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert", "sqlite_pg": "orm"}
@@ -100,3 +101,30 @@ def assert_lines_follow_orders(hot: str, cold: str) -> None:
                            "WHERE o.id IS NULL")
             orphans = cursor.fetchone()[0]
         assert orphans == 0, f"{orphans} order lines in {alias} without their order"
+
+
+def payment_values(alias):
+    """Every payment's values as the ORM reads them (binary as bytes), in key order."""
+    fields = [f.attname for f in Payment._meta.concrete_fields]
+    rows = Payment.objects.using(alias).order_by("pk").values_list(*fields)
+    return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows]
+
+
+def make_payments(alias):
+    """Three old payments with the awkward values: decimals, an aware datetime in +02:00, NULL, unicode,
+    JSON objects and lists, binary with NUL bytes, an auto_now field."""
+    old = timezone.now() - timedelta(days=400)
+    berlin = dt_timezone(timedelta(hours=2))
+    specs = [
+        dict(amount=Decimal("12345.67"), method="card", reference="", details={}, attachment=None),
+        dict(amount=Decimal("0.10"), method="iban", reference="Zahlung für Bücher ✓ 日本",
+             details={"nested": {"b": [1, 2.5, None, "x"], "a": True}, "ü": "ß"}, attachment=b"\x00\xff\x10binary"),
+        dict(amount=Decimal("-3.00"), method="cash", reference="x" * 64, details=[1, "two", {"3": None}],
+             attachment=b""),
+    ]
+    for i, spec in enumerate(specs):
+        Payment.objects.using(alias).create(
+            order_id=1000 + i, created_at=(old + timedelta(microseconds=123456 * i)).astimezone(berlin),
+            last_accessed=old, **spec)
+    # auto_now stamped them now; a move must keep that value as it is, however the copy is written
+    Payment.objects.using(alias).update(updated_at=old + timedelta(days=1, microseconds=7))

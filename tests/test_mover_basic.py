@@ -6,7 +6,7 @@ import os
 import sqlite3
 import time
 import uuid
-from datetime import timedelta, timezone as dt_timezone
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,7 +16,8 @@ from django.utils import timezone
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
 from tests.keyed.models import Ticket, Voucher
-from tests.mover_helpers import FAST_PATHS, assert_lines_follow_orders, content, seed_orders, snapshot
+from tests.mover_helpers import (FAST_PATHS, assert_lines_follow_orders, content, make_payments, payment_values,
+                                 seed_orders, snapshot)
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
 from tiering.registry import registry
@@ -25,31 +26,6 @@ from tiering.signals import batch_done, run_finished
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
 TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
-
-
-
-def payment_values(alias):
-    fields = [f.attname for f in Payment._meta.concrete_fields]
-    rows = Payment.objects.using(alias).order_by("pk").values_list(*fields)
-    return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows]
-
-
-def make_payments(alias):
-    old = timezone.now() - timedelta(days=400)
-    berlin = dt_timezone(timedelta(hours=2))
-    specs = [
-        dict(amount=Decimal("12345.67"), method="card", reference="", details={}, attachment=None),
-        dict(amount=Decimal("0.10"), method="iban", reference="Zahlung für Bücher ✓ 日本",
-             details={"nested": {"b": [1, 2.5, None, "x"], "a": True}, "ü": "ß"}, attachment=b"\x00\xff\x10binary"),
-        dict(amount=Decimal("-3.00"), method="cash", reference="x" * 64, details=[1, "two", {"3": None}],
-             attachment=b""),
-    ]
-    for i, spec in enumerate(specs):
-        Payment.objects.using(alias).create(
-            order_id=1000 + i, created_at=(old + timedelta(microseconds=123456 * i)).astimezone(berlin),
-            last_accessed=old, **spec)
-    # auto_now stamped them now; a move must keep that value as it is, however the copy is written
-    Payment.objects.using(alias).update(updated_at=old + timedelta(days=1, microseconds=7))
 
 
 def test_round_trip_is_identical(tiers, path):
