@@ -178,6 +178,26 @@ def test_bad_argument_is_one_line_command_error_and_changes_nothing(tiers, comma
     assert snapshot(tiers) == before
 
 
+BAD_KEYWORDS = [("batch_size", 0), ("batch_size", "many"), ("limit", -1), ("max_runtime", 0), ("sleep", -1),
+                ("sleep", True)]
+
+
+@pytest.mark.parametrize("command", ["migrate_cold", "restore_hot"])
+@pytest.mark.parametrize("name,value", BAD_KEYWORDS, ids=[f"{n}={v!r}" for n, v in BAD_KEYWORDS])
+def test_bad_keyword_to_call_command_is_one_line_command_error_and_changes_nothing(tiers, command, name, value):
+    """call_command(name, batch_size=0) passes its keywords past argparse's types: the same check applies."""
+    seed(old=5, new=2)
+    run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--limit", "2", verbosity=0)
+    before = snapshot(tiers)
+    which = ["--model", "orders.Order", "--all"] if command == "restore_hot" else []
+    with pytest.raises(CommandError) as excinfo:
+        run_command(command, *which, "--no-input", **{name: value})
+    assert str(excinfo.value) == f"--{name.replace('_', '-')} must be a " + {
+        "batch_size": "positive integer", "limit": "positive integer", "max_runtime": "positive number",
+        "sleep": "number >= 0"}[name] + f", not {value!r}."
+    assert snapshot(tiers) == before
+
+
 @pytest.fixture
 def broken_cold_alias(tiers, settings):
     """A cold alias that exists in settings but cannot be reached."""

@@ -70,6 +70,11 @@ def non_negative_float(value: str) -> float:
 non_negative_float.__name__ = "number >= 0"
 
 
+# the options add_move_arguments declares, with their argparse types (checked again for call_command)
+MOVE_OPTION_TYPES = {"batch_size": positive_int, "limit": positive_int, "max_runtime": positive_float,
+                     "sleep": non_negative_float}
+
+
 # --- resolving arguments ----------------------------------------------------------------------
 
 def resolve_models(labels: Iterable[str] | None) -> list[TieredModel]:
@@ -250,6 +255,21 @@ class MoveCommand(BaseCommand):
         except CommandError as exc:
             self.stderr.write(f"CommandError: {exc}")
             sys.exit(exc.returncode)
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        """Check the move options first: ``call_command(..., batch_size=0)`` skips argparse's types, and must
+        fail the same one-line way before anything moves."""
+        for name, kind in MOVE_OPTION_TYPES.items():
+            value = options.get(name)
+            if value is None:
+                continue
+            try:
+                if isinstance(value, bool):
+                    raise TypeError(value)
+                kind(value)
+            except (TypeError, ValueError):
+                raise CommandError(f"--{name.replace('_', '-')} must be a {kind.__name__}, not {value!r}.") from None
+        return super().execute(*args, **options)
 
     def add_move_arguments(self, parser) -> None:
         parser.add_argument("--dry-run", action="store_true",
