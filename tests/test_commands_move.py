@@ -336,6 +336,9 @@ def test_resume_finishes_a_stopped_run_with_its_cutoff(tiers):
     stopped = MigrationRun.objects.using(tiers.hot).get()
     assert stopped.state == RunState.STOPPED and stopped.rows == 10
     late = late_order(stopped.cutoff)
+    refused = MigrationRun.objects.using(tiers.hot).create(  # a later run the lock refused: it did no work
+        model_label="orders.Order", direction="to_cold", state=RunState.FAILED, cutoff=timezone.now(),
+        error="orders.Order is already being moved hot → cold by run 1")
     out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
     assert f"resuming run {stopped.pk} (stopped)" in out and "20 rows" in out
     resumed = MigrationRun.objects.using(tiers.hot).latest("pk")
@@ -345,8 +348,8 @@ def test_resume_finishes_a_stopped_run_with_its_cutoff(tiers):
     assert len(cold) == 30 and late.pk in hot
     assert_consistent(tiers, 36)
     out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
-    assert "nothing to resume" in out and "Nothing to resume: nothing moved." in out
-    assert MigrationRun.objects.using(tiers.hot).count() == 2  # no run recorded for nothing
+    assert "nothing to resume (its last run finished" in out and "Nothing to resume: nothing moved." in out
+    assert MigrationRun.objects.using(tiers.hot).exclude(pk=refused.pk).count() == 2  # none recorded for nothing
     run_command("migrate_cold", "--model", "orders.Order", "--no-input", verbosity=0)  # a plain run: now
     assert late.pk in tier_of_orders(tiers)[1]
     assert_consistent(tiers, 36)
@@ -411,6 +414,8 @@ def test_resume_takes_over_a_killed_run_whose_process_is_gone(tiers):
                                                         cutoff=cutoff, owner=f"{socket.gethostname()}:{os.getpid()}")
     TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=live, owner=live.owner)
     assert mover.resumable_run(registry.get(Order), "to_cold") is None
+    out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
+    assert f"nothing to resume (run {live.pk} is moving it now)" in out
 
 
 def test_resume_dry_run_shows_what_the_run_had_left_and_changes_nothing(tiers):

@@ -239,9 +239,12 @@ def plan(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows:
 
 def resumable_run(tiered: TieredModel, direction: str) -> MigrationRun | None:
     """The model's last run in ``direction`` when it did not finish its work: failed, stopped early (limit,
-    max runtime) or interrupted (still RUNNING, its lock stale or gone); None when it finished or is live."""
+    max runtime) or interrupted (still RUNNING, its lock stale or gone); None when it finished or is live.
+    A run that failed before its first batch (refused by the lock, say) did no work and is passed over."""
+    no_batch = ~Exists(MigrationBatch.objects.filter(run=OuterRef("pk")))
     last = (MigrationRun.objects.using(_hot()).filter(model_label=tiered.label, direction=direction)
-            .exclude(trigger="promote").exclude(state=RunState.DRY_RUN).order_by("-started_at", "-id").first())
+            .exclude(trigger="promote").exclude(state=RunState.DRY_RUN).exclude(Q(state=RunState.FAILED) & no_batch)
+            .order_by("-started_at", "-id").first())
     if last is None or last.state == RunState.SUCCEEDED:
         return None
     if last.state == RunState.RUNNING and held_lock(tiered, direction) is not None:

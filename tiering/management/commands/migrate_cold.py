@@ -85,7 +85,9 @@ class Command(MoveCommand):
         for tiered in models:
             run = mover.resumable_run(tiered, self.direction)
             if run is None:
-                self.log(f"{tiered.label}: nothing to resume (its last run finished, or there is none).")
+                live = mover.held_lock(tiered, self.direction)
+                why = f"run {live.run_id} is moving it now" if live else "its last run finished, or there is none"
+                self.log(f"{tiered.label}: nothing to resume ({why}).")
                 continue
             found[tiered.label] = run
             why = f": {one_line(run.error)}" if run.error else ""
