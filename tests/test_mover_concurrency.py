@@ -99,6 +99,29 @@ def test_concurrent_writers_lose_nothing(tiers, path):
     print(f"\n[concurrency] {tiers.backend} {path}: {writer.writes} writes, {kept} rows kept in hot by the re-check")
 
 
+def assert_failed_mid_run_and_the_next_run_finishes(tiers, path: str, run, before: dict, error: str, *,
+                                                    moved: int, total: int) -> None:
+    """After a run to cold that failed mid-way on a broken cold tier: the ledger says why (the run, and the
+    batch that met it: FAILED with its copy left for the repair, or UNDONE), the batches done stay done and
+    nothing else left hot; the next run repairs that batch and finishes the job."""
+    run.refresh_from_db(using=tiers.hot)
+    assert run.state == RunState.FAILED and re.search(error, run.error), run.error
+    failed = MigrationBatch.objects.using(tiers.hot).exclude(state=BatchState.DONE).get(run=run)
+    assert failed.state in (BatchState.FAILED, BatchState.UNDONE) and re.search(error, failed.error)
+    assert sum(b.rows for b in MigrationBatch.objects.using(tiers.hot).filter(run=run, state=BatchState.DONE)) == moved
+    snap = snapshot(tiers.hot, tiers.cold)
+    assert content(snap) == before
+    assert sum(1 for tier, _ in snap["orders_order"].values() if tier == "hot") == total - moved
+    again = mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
+    assert again.state == RunState.SUCCEEDED and again.rows == total - moved
+    if failed.state == BatchState.FAILED:
+        failed.refresh_from_db(using=tiers.hot)
+        assert failed.state == BatchState.UNDONE and f"repaired by run {again.pk}" in failed.error
+    snap = snapshot(tiers.hot, tiers.cold)
+    assert content(snap) == before and {t for rows in snap.values() for t, _ in rows.values()} == {"cold"}
+    assert_lines_follow_orders(tiers.hot, tiers.cold)
+
+
 def test_cold_unreachable_mid_run_fails_cleanly_and_next_run_resumes(tiers, path):
     seed_orders(tiers.hot, 500, lines=2)
     before = content(snapshot(tiers.hot, tiers.cold))
@@ -135,26 +158,7 @@ def test_cold_unreachable_mid_run_fails_cleanly_and_next_run_resumes(tiers, path
         if schema_gone and len(seen) >= 3:
             with connections[tiers.hot].cursor() as cursor:
                 cursor.execute("ALTER SCHEMA cold_gone RENAME TO cold")
-    run = info.value.run
-    run.refresh_from_db(using=tiers.hot)
-    assert run.state == RunState.FAILED and error in run.error
-    # the batch that met the broken tier: FAILED (copy left for the repair) or UNDONE (nothing copied)
-    failed = MigrationBatch.objects.using(tiers.hot).exclude(state=BatchState.DONE).get(run=run)
-    assert failed.state in (BatchState.FAILED, BatchState.UNDONE) and error in failed.error
-    done = MigrationBatch.objects.using(tiers.hot).filter(run=run, state=BatchState.DONE)
-    assert sum(b.rows for b in done) == 150
-    snap = snapshot(tiers.hot, tiers.cold)
-    assert content(snap) == before
-    assert sum(1 for tier, _ in snap["orders_order"].values() if tier == "hot") == 350  # nothing else deleted
-    # the next run repairs the failed batch and finishes the job
-    again = mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
-    assert again.state == RunState.SUCCEEDED and again.rows == 350
-    if failed.state == BatchState.FAILED:
-        failed.refresh_from_db(using=tiers.hot)
-        assert failed.state == BatchState.UNDONE and f"repaired by run {again.pk}" in failed.error
-    snap = snapshot(tiers.hot, tiers.cold)
-    assert content(snap) == before
-    assert {tier for rows in snap.values() for tier, _ in rows.values()} == {"cold"}
+    assert_failed_mid_run_and_the_next_run_finishes(tiers, path, info.value.run, before, error, moved=150, total=500)
 
 
 def test_cold_turning_read_only_mid_run_fails_cleanly_and_next_run_resumes(tiers, path):
@@ -182,21 +186,8 @@ def test_cold_turning_read_only_mid_run_fails_cleanly_and_next_run_resumes(tiers
     finally:
         batch_done.disconnect(dispatch_uid="cold_read_only")
         cold.close()  # the next connection is writable again
-    run = info.value.run
-    run.refresh_from_db(using=tiers.hot)
-    read_only = "readonly|read-only"
-    assert run.state == RunState.FAILED and re.search(read_only, run.error), run.error
-    failed = MigrationBatch.objects.using(tiers.hot).exclude(state=BatchState.DONE).get(run=run)
-    assert failed.state in (BatchState.FAILED, BatchState.UNDONE) and re.search(read_only, failed.error)
-    assert sum(b.rows for b in MigrationBatch.objects.using(tiers.hot).filter(run=run, state=BatchState.DONE)) == 100
-    snap = snapshot(tiers.hot, tiers.cold)
-    assert content(snap) == before
-    assert sum(1 for tier, _ in snap["orders_order"].values() if tier == "hot") == 200
-    again = mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
-    assert again.state == RunState.SUCCEEDED and again.rows == 200
-    snap = snapshot(tiers.hot, tiers.cold)
-    assert content(snap) == before and {t for rows in snap.values() for t, _ in rows.values()} == {"cold"}
-    assert_lines_follow_orders(tiers.hot, tiers.cold)
+    assert_failed_mid_run_and_the_next_run_finishes(tiers, path, info.value.run, before, "readonly|read-only",
+                                                    moved=100, total=300)
 
 
 def test_read_only_cold_sqlite_fails_and_deletes_nothing(tiers):
