@@ -61,7 +61,7 @@ def seed_orders(alias: str, n: int, *, lines: int = 1, old: bool = True, start_p
             raw.execute("COMMIT")
 
 
-def _table_hashes(alias: str, model, as_python: bool) -> dict:
+def _table_hashes(alias: str, model, as_python: bool = False) -> dict:
     """{pk: hash of the row}. Python's tuple hash: stable within this process, which is all a before/after
     comparison needs. ``as_python``: the values as the ORM converts them (aware datetimes, decimals), so that
     a row hashes the same in two databases of different vendors; otherwise the raw values, which is faster."""
