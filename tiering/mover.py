@@ -1418,8 +1418,8 @@ def _undo_copies(ctx: _Move, batch: MigrationBatch, *, deleted_nothing: bool) ->
         both = [pk for pk in copies if pk in present]
         gone = set()
         if batch.state == BatchState.VERIFIED:  # pks: the copies committed in hot with that mark
-            gone = set(pks) - set(copies) - set(both)
-            gone = (gone & present) - _archived_since(ctx, batch, gone)
+            gone = (set(pks) - set(copies)) & present
+            gone -= _archived_since(ctx, batch, gone)
         _delete_rows(ctx.model, ctx.tiered.children, ctx.source, both + sorted(gone, key=str))
         settled = set(both)
         return [pk for pk in pks if (pk not in present or pk in settled) and pk not in gone], len(both) + len(gone)
