@@ -418,6 +418,20 @@ def test_resume_takes_over_a_killed_run_whose_process_is_gone(tiers):
     assert f"nothing to resume (run {live.pk} is moving it now)" in out
 
 
+def test_resume_without_model_finishes_only_the_models_whose_last_run_did_not_finish(tiers):
+    old_orders, _ = seed(old=12, new=2)
+    CustomerFactory.create_batch(3)  # never archived: no run to resume
+    run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--limit", "4", "--batch-size", "4")
+    stopped = MigrationRun.objects.using(tiers.hot).get()
+    out = run_command("migrate_cold", "--no-input", "--resume")
+    assert "accounts.Customer: nothing to resume (its last run finished, or there is none)." in out
+    assert "orders.Payment: nothing to resume" in out and f"resuming run {stopped.pk} (stopped)" in out
+    assert MigrationRun.objects.using(tiers.hot).filter(model_label="orders.Order").count() == 2
+    assert not MigrationRun.objects.using(tiers.hot).exclude(model_label="orders.Order").exists()
+    assert tier_of_orders(tiers)[1] == {order.pk for order in old_orders}
+    assert_consistent(tiers, 14)
+
+
 def test_resume_dry_run_shows_what_the_run_had_left_and_changes_nothing(tiers):
     seed(old=20, new=5)
     run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--limit", "5", "--batch-size", "5")
