@@ -21,6 +21,10 @@ FAST_PATHS = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_inse
 TABLES = (Order, OrderLine)
 
 
+class Killed(BaseException):
+    """Stands in for a SIGKILL in this process: no ``except Exception`` handler undoes anything."""
+
+
 def seed_orders(alias: str, n: int, *, lines: int = 1, old: bool = True, start_pk: int = 1) -> None:
     """Insert ``n`` orders (ids from ``start_pk``) with ``lines`` lines each, in bulk."""
     now = datetime.now(dt_timezone.utc)

@@ -28,7 +28,7 @@ from django.utils import timezone
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
 from tests.factories import CustomerFactory, OldOrderFactory, OrderFactory, OrderLineFactory
-from tests.mover_helpers import make_payments, payment_values
+from tests.mover_helpers import Killed, make_payments, payment_values
 from tiering.models import MigrationRun, RunState, TierLock
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -314,10 +314,6 @@ def test_max_runtime_stops_cleanly_between_batches(tiers):
     assert 0 < moved < 30
     assert_consistent(tiers, 35)
     assert MigrationRun.objects.using(tiers.hot).get().state != RunState.FAILED
-
-
-class Killed(BaseException):
-    """Stands in for a SIGKILL in this process: no ``except Exception`` handler undoes anything."""
 
 
 def late_order(cutoff) -> Order:

@@ -10,7 +10,8 @@ from django.db import connections
 from django.utils import timezone
 
 from orders.models import Order, OrderLine
-from tests.mover_helpers import FAST_PATHS, assert_lines_follow_orders, content, seed_orders, snapshot
+from tests.mover_helpers import (FAST_PATHS, Killed, assert_lines_follow_orders, content, seed_orders,
+                                 snapshot)
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState
 from tiering.registry import registry
@@ -285,10 +286,6 @@ def test_a_target_that_alters_rows_as_they_are_written_deletes_nothing_from_the_
         snap = snapshot(tiers.hot, tiers.cold)
         assert content(snap) == before  # every row once, as it was
         assert_lines_follow_orders(tiers.hot, tiers.cold)
-
-
-class Killed(BaseException):
-    """Stands in for a SIGKILL in this process: no ``except Exception`` handler undoes anything."""
 
 
 def test_a_restore_on_the_orm_path_commits_in_hot_only_copies_that_match_cold(tiers, monkeypatch):
