@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orders.models import Order, OrderLine
-from tests.mover_helpers import FAST_PATHS, assert_lines_follow_orders, content, seed_orders, snapshot
+from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import mover
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState, TierLock
 from tiering.registry import registry
@@ -29,7 +29,7 @@ ROUNDS = 22
 STEPS = ["after_copy", "after_verify", "mid_delete", "after_delete_before_ledger"]
 
 
-def start_driver(tiers, crash_at: str | None, batch_size: int, path: str | None = None,
+def start_driver(tiers, crash_at: str | None, batch_size: int, path: str,
                  direction: str = Direction.TO_COLD) -> subprocess.Popen:
     env = os.environ.copy()
     env.update(DJANGO_SETTINGS_MODULE="tests.settings", HOTCOLD_TEST_SUBPROCESS="1")
@@ -37,14 +37,11 @@ def start_driver(tiers, crash_at: str | None, batch_size: int, path: str | None 
     if crash_at:
         env["HOTCOLD_TEST_CRASH_AT"] = crash_at
     return subprocess.Popen([sys.executable, str(DRIVER), tiers.hot, tiers.cold, str(batch_size),
-                             path or "fast", direction], cwd=ROOT,
+                             path, direction], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("path", [None, "orm"], ids=["fast", "orm"])
 def test_sigkill_at_random_instants_then_rerun(tiers, path):
-    if path is None and FAST_PATHS[tiers.backend] == "orm":
-        pytest.skip("this pair has no fast path: its orm case covers it")
     if path == "orm" and tiers.backend == "pg_schema":
         pytest.skip("the orm path on one PostgreSQL server is the postgresql case's; this pair's own is pg_insert")
     rng = random.Random(5)
@@ -91,26 +88,23 @@ def test_sigkill_at_random_instants_then_rerun(tiers, path):
     assert not MigrationRun.objects.using(tiers.hot).filter(state=RunState.RUNNING).exists()
     assert not TierLock.objects.using(tiers.hot).exists()
     assert Order.objects.cold().count() == ORDERS
-    print(f"\n[crash] {tiers.backend} {path or 'fast'}: seeded {ORDERS} orders + lines in {seeded:.1f}s, {kills} kills, "
+    print(f"\n[crash] {tiers.backend} {path}: seeded {ORDERS} orders + lines in {seeded:.1f}s, {kills} kills, "
           f"total {time.monotonic() - t0:.0f}s; orders in cold after each round: {moved}")
 
 
-@pytest.mark.parametrize("path", [None, "orm"], ids=["fast", "orm"])
 def test_a_restore_killed_after_its_hot_commit_keeps_what_the_application_wrote_meanwhile(tiers, path):
     """SIGKILL a restore after its first batch's copies committed in hot, before the cold delete. Until the
     next run those rows are in both tiers and the application reads and writes the hot copies, and deletes
     one; the next restore must keep those writes (the cold rows go, not the copies), must not bring the
     deleted row back from cold, and must leave every row in one tier."""
-    if path is None and FAST_PATHS[tiers.backend] == "orm":
-        pytest.skip("this pair has no fast path: its orm case covers it")
-    if tiers.backend != "postgresql" and (path is None or tiers.backend == "pg_schema"):
+    if tiers.backend != "postgresql" and (path != "orm" or tiers.backend == "pg_schema"):
         pytest.skip("this pair's path commits both tiers in one COMMIT (no step between them to stop at); "
                     "test_repair_of_a_restore_cut_between_the_commits_... covers its repair")
     seed_orders(tiers.hot, 60, lines=2)
     assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 60
     before = content(snapshot(tiers.hot, tiers.cold))
     # pg_copy: after_verify is after the hot commit; orm: after_copy is after the copies' commit
-    proc = start_driver(tiers, "after_copy:1" if path else "after_verify:1", 20, path, Direction.TO_HOT)
+    proc = start_driver(tiers, "after_copy:1" if path == "orm" else "after_verify:1", 20, path, Direction.TO_HOT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, f"the restore was not killed:\n{out}\n{err[-3000:]}"
     in_both = set(Order.objects.using(tiers.hot).values_list("pk", flat=True)) & set(
