@@ -56,7 +56,7 @@ def tiers(request, settings):
 @pytest.fixture(params=["fast", "orm"])
 def path(request, tiers):
     """The pair's fast path, then the portable orm path (once for a pair whose only path it is)."""
-    from tests.mover_helpers import FAST_PATHS
+    from tests.move.helpers import FAST_PATHS
 
     if request.param == "fast" and FAST_PATHS[tiers.backend] == "orm":
         pytest.skip("this pair has no fast path: its orm case covers it")

@@ -12,7 +12,7 @@ from accounts.models import Customer
 from orders.models import Order, OrderLine
 from tests.factories import CustomerFactory, OrderFactory, OrderLineFactory
 from tiering.access import tracker
-from tiering.mover import promote
+from tiering.move import promote
 from tiering.registry import registry
 
 

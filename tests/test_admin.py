@@ -16,8 +16,8 @@ from accounts.models import Customer
 from tests.dashboard_helpers import (
     ADMIN_ORDER_PERMS, MOVER_PERMS, PASSWORD, count, csrf_token, make_user, order_counts,
 )
-from tests.mover_helpers import seed_orders
-from tiering import mover
+from tests.move.helpers import seed_orders
+from tiering import move
 from tiering.models import Direction, MigrationRun, RunState
 from tiering.registry import registry
 
@@ -163,8 +163,8 @@ def test_edit_cold_order_shows_its_cold_lines(seeded):
 
 def test_ledger_admin_is_read_only_and_filterable(seeded):
     tiered = registry.by_label("orders.Order")
-    run = mover.move(tiered, Direction.TO_COLD, batch_size=50, trigger="command")
-    mover.move(tiered, Direction.TO_HOT, pks=[171], trigger="admin")
+    run = move.move(tiered, Direction.TO_COLD, batch_size=50, trigger="command")
+    move.move(tiered, Direction.TO_HOT, pks=[171], trigger="admin")
     client = client_for("viewer", ("tiering.view_migrationrun", "tiering.view_migrationbatch"))
     page = client.get(reverse("admin:tiering_migrationrun_changelist"))
     assert page.status_code == 200

@@ -11,8 +11,8 @@ from django.db import connections
 from django.utils import timezone
 
 from tests.dashboard_helpers import count
-from tests.mover_helpers import seed_orders
-from tiering import mover
+from tests.move.helpers import seed_orders
+from tiering import move
 from tiering.analysis import AGE_EDGES_DAYS, GB, JSON_SCHEMA
 from tiering.models import Direction
 from tiering.registry import registry
@@ -50,7 +50,7 @@ def seeded(tiers):
 
 def test_json_matches_direct_counts(seeded):
     tiers = seeded
-    mover.move(registry.by_label("orders.Order"), Direction.TO_COLD, limit=50, trigger="command")
+    move.move(registry.by_label("orders.Order"), Direction.TO_COLD, limit=50, trigger="command")
     doc = analyze_json()
     now = timezone.now()
     assert doc["schema"] == JSON_SCHEMA
@@ -103,7 +103,7 @@ def test_json_shape_is_stable(seeded, settings):
 
 
 def test_table_fits_100_columns(seeded):
-    mover.move(registry.by_label("orders.Order"), Direction.TO_COLD, limit=10, trigger="command")
+    move.move(registry.by_label("orders.Order"), Direction.TO_COLD, limit=10, trigger="command")
     out = io.StringIO()
     call_command("analyze_tiers", stdout=out, no_color=True)
     lines = out.getvalue().splitlines()
@@ -125,7 +125,7 @@ def test_check_duplicates_names_keys_in_both_tiers(tiers):
 
     seed_orders(tiers.hot, 30, old=True)
     seed_orders(tiers.hot, 10, old=False, start_pk=31)
-    mover.move(registry.by_label("orders.Order"), Direction.TO_COLD)
+    move.move(registry.by_label("orders.Order"), Direction.TO_COLD)
     err = io.StringIO()
     call_command("analyze_tiers", "--model", "orders.Order", "--check-duplicates", stdout=io.StringIO(), stderr=err)
     assert "No key is in both tiers" in err.getvalue()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.dashboard_helpers import MOVER_PERMS, PASSWORD, count, make_user
-from tests.mover_helpers import seed_orders
+from tests.move.helpers import seed_orders
 from tiering.models import MigrationRun, RunState
 
 CHROMIUM = "/usr/bin/chromium"

@@ -11,12 +11,13 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core import checks
 from django.core.management import call_command
 from django.db import models
 from django.test.utils import isolate_apps, override_settings
 
-from tiering import mover
+from tiering import move
 from tiering.checks import check_aliases, check_tier_tables, check_tiered_models, foreign_key_errors
 from tiering.mixins import TieredSaveMixin
 from tiering.models import Direction
@@ -194,8 +195,8 @@ def test_e011_asks_the_servers_when_the_settings_differ(settings, retune):
     assert check_tier_tables() == []
     (message,) = only(check_tier_tables(databases=both), "tiering.E011")
     assert "same PostgreSQL database and schema 'public'" in message.msg
-    with pytest.raises(ValueError, match="Refusing to move rows"):  # and the mover refuses them
-        mover.move(registry.by_label("orders.Order"), Direction.TO_COLD)
+    with pytest.raises(ImproperlyConfigured, match="Refusing to move rows"):  # and the mover refuses them
+        move.move(registry.by_label("orders.Order"), Direction.TO_COLD)
 
 
 class OtherRouter:

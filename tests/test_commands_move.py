@@ -28,7 +28,7 @@ from django.utils import timezone
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
 from tests.factories import CustomerFactory, OldOrderFactory, OrderFactory, OrderLineFactory
-from tests.mover_helpers import Killed, make_payments, payment_values
+from tests.move.helpers import Killed, make_payments, payment_values
 from tiering.models import MigrationRun, RunState, TierLock
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
@@ -354,7 +354,7 @@ def test_resume_finishes_a_stopped_run_with_its_cutoff(tiers):
 def test_resume_repairs_and_finishes_a_run_that_died(tiers, monkeypatch):
     """A run dies after its first batch's copy (on pg_copy after the cold commit: copies in both tiers).
     --resume repairs that batch, then moves the rest with the dead run's cutoff; every order in one tier."""
-    from tiering import mover
+    from tiering.move import faults
 
     seed(old=30, new=5)
     before = snapshot(tiers)
@@ -363,7 +363,7 @@ def test_resume_repairs_and_finishes_a_run_that_died(tiers, monkeypatch):
         if step == "after_verify":
             raise Killed(step)
 
-    monkeypatch.setattr(mover, "_hook", killed)
+    monkeypatch.setattr(faults, "checkpoint", killed)
     with pytest.raises(Killed):
         run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--batch-size", "10")
     monkeypatch.undo()
@@ -386,7 +386,7 @@ def test_resume_takes_over_a_killed_run_whose_process_is_gone(tiers):
     resumed: its stale lock is taken over and its cutoff kept. A live run is not resumable."""
     import socket
 
-    from tiering import mover
+    from tiering import move
     from tiering.registry import registry
 
     seed(old=12, new=3)
@@ -397,7 +397,7 @@ def test_resume_takes_over_a_killed_run_whose_process_is_gone(tiers):
     killed = MigrationRun.objects.using(tiers.hot).create(model_label="orders.Order", direction="to_cold",
                                                           cutoff=cutoff, owner=owner)
     TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=killed, owner=owner)
-    assert mover.resumable_run(registry.get(Order), "to_cold") == killed
+    assert move.resumable_run(registry.get(Order), "to_cold") == killed
     out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
     assert f"resuming run {killed.pk} (running)" in out
     resumed = MigrationRun.objects.using(tiers.hot).latest("pk")
@@ -409,7 +409,7 @@ def test_resume_takes_over_a_killed_run_whose_process_is_gone(tiers):
     live = MigrationRun.objects.using(tiers.hot).create(model_label="orders.Order", direction="to_cold",
                                                         cutoff=cutoff, owner=f"{socket.gethostname()}:{os.getpid()}")
     TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=live, owner=live.owner)
-    assert mover.resumable_run(registry.get(Order), "to_cold") is None
+    assert move.resumable_run(registry.get(Order), "to_cold") is None
     out = run_command("migrate_cold", "--model", "orders.Order", "--no-input", "--resume")
     assert f"nothing to resume (run {live.pk} is moving it now)" in out
 

@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dashboard_helpers import count
-from tests.mover_helpers import seed_orders
-from tiering import metrics, mover
+from tests.move.helpers import seed_orders
+from tiering import metrics, move
 from tiering.models import Direction
 from tiering.registry import registry
 
@@ -42,7 +42,7 @@ def test_scrape_after_move_shows_moved_rows_and_gauges(tiers, fresh_gauges):
     seed_orders(tiers.hot, 15, lines=2, old=False, start_pk=61)
     before = scrape()
     labels = {"model": "orders.Order", "direction": "to_cold"}
-    run = mover.move(registry.by_label("orders.Order"), Direction.TO_COLD, batch_size=25, trigger="command")
+    run = move.move(registry.by_label("orders.Order"), Direction.TO_COLD, batch_size=25, trigger="command")
     after = scrape()
     assert value(after, "tiering_rows_moved_total", **labels) - value(before, "tiering_rows_moved_total", **labels) == run.rows == 60
     assert value(after, "tiering_child_rows_moved_total", **labels) - value(before, "tiering_child_rows_moved_total", **labels) == 120

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from orders.models import Order, OrderLine
-from tests.mover_helpers import assert_lines_follow_orders, seed_orders, snapshot
-from tiering import mover
+from tests.move.helpers import assert_lines_follow_orders, seed_orders, snapshot
+from tiering import move
 from tiering.models import Direction
 from tiering.registry import registry
 
@@ -26,7 +26,7 @@ def test_saving_an_instance_archived_since_it_was_loaded_updates_the_cold_row(ti
     order = Order.objects.get(pk=3)
     line = OrderLine.objects.using(tiers.hot).get(pk=5)  # order 3's first line
     assert order._state.db == tiers.hot and line.order_id == 3
-    assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 10
+    assert move.move(registry.get(Order), Direction.TO_COLD).rows == 10
     order.note = "written after the archive"
     order.save()
     line.sku = "CHANGED"
@@ -42,10 +42,10 @@ def test_saving_an_instance_archived_since_it_was_loaded_updates_the_cold_row(ti
 
 def test_saving_an_instance_restored_since_it_was_loaded_updates_the_hot_row(tiers):
     seed_orders(tiers.hot, 10, lines=1)
-    mover.move(registry.get(Order), Direction.TO_COLD)
+    move.move(registry.get(Order), Direction.TO_COLD)
     order = Order.objects.get(pk=4)
     assert order._state.db == tiers.cold
-    mover.move(registry.get(Order), Direction.TO_HOT, pks=[4])
+    move.move(registry.get(Order), Direction.TO_HOT, pks=[4])
     order.total = Decimal("99.95")
     order.save(update_fields=["total"])
     assert tier_of(Order, 4, tiers) == [tiers.hot]

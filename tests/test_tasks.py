@@ -19,7 +19,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from accounts.models import Customer
 from orders.models import Order, OrderLine
 from tests.celery_helpers import celery_processes, queue_for  # noqa: F401  (fixture)
-from tiering import mover, tasks
+from tiering import move, tasks
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState
 from tiering.registry import registry
 from tiering.schedule import schedule_name
@@ -92,11 +92,11 @@ def test_archive_model_end_to_end(tiers, celery_processes):
 def test_lock_held_exits_cleanly(tiers, celery_processes):
     celery_processes.worker(tiers.backend)
     old, new = seed(tiers.hot, old=20, new=5)
-    holder = mover.start_run(registry.by_label(ORDER), Direction.TO_COLD, trigger="test", selection={})
+    holder = move.start_run(registry.by_label(ORDER), Direction.TO_COLD, trigger="test", selection={})
     try:
         result = send(tasks.archive_model, tiers.backend, ORDER).get(timeout=60)
     finally:
-        mover.finish_run(holder)
+        move.finish_run(holder)
     assert result["status"] == "locked" and f"by run {holder.pk}" in result["detail"]
     assert_tiers(tiers, set(), old | new)
 
@@ -127,7 +127,7 @@ def test_is_transient_classifies_real_errors(tiers):
         Customer.objects.using(tiers.hot).create(email=customer.email, name="d")
     assert not tasks.is_transient(integrity.value)
     assert not tasks.is_transient(ValueError("bad argument"))
-    wrapped = mover.MoveError("run 1 failed")
+    wrapped = move.MoveError("run 1 failed")
     wrapped.__cause__ = bad_sql.value
     assert not tasks.is_transient(wrapped)
 
@@ -144,7 +144,7 @@ def test_is_transient_for_unreachable_and_serialization_failure():
             conn.execute("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = 'serialization_failure'; END $$")
         with pytest.raises(psycopg.errors.LockNotAvailable) as lock_timeout:
             conn.execute("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = 'lock_not_available'; END $$")
-    wrapped = mover.MoveError("run 2 failed")
+    wrapped = move.MoveError("run 2 failed")
     wrapped.__cause__ = db_utils.OperationalError("wrapped")
     wrapped.__cause__.__cause__ = serialization.value
     assert tasks.is_transient(serialization.value) and tasks.is_transient(lock_timeout.value)

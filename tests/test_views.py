@@ -8,8 +8,8 @@ from django.urls import reverse
 from tests.dashboard_helpers import (
     MOVER_PERMS, VIEWER_PERMS, PASSWORD, count, csrf_token, make_user, order_counts,
 )
-from tests.mover_helpers import seed_orders
-from tiering import mover
+from tests.move.helpers import seed_orders
+from tiering import move
 from tiering.models import Direction, MigrationRun, RunState
 from tiering.registry import registry
 from orders.models import Order
@@ -34,7 +34,7 @@ def login(username: str, perms=(), staff=True, csrf=False) -> Client:
 
 
 def a_run(tiers) -> MigrationRun:
-    return mover.move(registry.by_label("orders.Order"), Direction.TO_COLD, limit=5, trigger="command")
+    return move.move(registry.by_label("orders.Order"), Direction.TO_COLD, limit=5, trigger="command")
 
 
 def urls(run_pk: int) -> list[str]:
@@ -116,7 +116,7 @@ def test_dashboard_shows_next_scheduled_run(seeded):
 
 
 def test_run_page_lists_batches(seeded):
-    run = mover.move(registry.by_label("orders.Order"), Direction.TO_COLD, batch_size=10, trigger="command")
+    run = move.move(registry.by_label("orders.Order"), Direction.TO_COLD, batch_size=10, trigger="command")
     client = login("viewer", perms=VIEWER_PERMS)
     response = client.get(reverse("tiering:run", args=[run.pk]))
     assert response.status_code == 200
@@ -185,14 +185,14 @@ def test_run_now_moves_in_process(seeded, settings):
 def test_run_now_lock_held_moves_nothing(seeded, settings):
     settings.TIERING = {**settings.TIERING, "RUN_IN_PROCESS": True}
     tiered = registry.by_label("orders.Order")
-    held = mover.start_run(tiered, Direction.TO_COLD, trigger="command", selection={})
+    held = move.start_run(tiered, Direction.TO_COLD, trigger="command", selection={})
     client = login("mover", perms=MOVER_PERMS)
     before = order_counts(seeded)
     response = client.post(reverse("tiering:run_now", args=["orders.Order"]), follow=True)
     assert response.status_code == 200
     assert "Not started" in response.content.decode()
     assert order_counts(seeded) == before
-    mover.finish_run(held, RunState.SUCCEEDED)
+    move.finish_run(held, RunState.SUCCEEDED)
 
 
 def test_run_now_enqueues_the_celery_task(seeded, settings):

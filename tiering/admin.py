@@ -22,12 +22,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .analysis import analyze, batch_seconds, human_bytes
+from . import move
+from .analysis import analyze, batch_seconds
 from .conf import tiering_settings
-from .models import Direction, MigrationBatch, MigrationRun, TierLock
+from .models import MOVE_PERMISSION, Direction, MigrationBatch, MigrationRun, TierLock
+from .move import selection
 from .registry import registry
+from .text import human_bytes
 
-MOVE_PERMISSION = "tiering.move_data"
 
 
 class TierFilter(admin.SimpleListFilter):
@@ -132,19 +134,17 @@ class TieredModelAdmin(admin.ModelAdmin):
         return self._move(request, queryset, Direction.TO_HOT)
 
     def _move(self, request: HttpRequest, queryset: QuerySet, direction: str):
-        from . import mover
-
         tiered = self.tiered
         now = timezone.now()
         source = queryset.hot() if direction == Direction.TO_COLD else queryset.cold()
         pks = list(source.values_list("pk", flat=True))
         selected = queryset.count()
         if direction == Direction.TO_COLD:
-            eligible = source.filter(tiered.policy.cold_q(now)).count()
+            eligible = source.filter(selection.eligible_q(tiered, direction, now)).count()
         else:
             eligible = len(pks)
         if request.POST.get("confirm") != "yes":
-            plan = mover.plan(tiered, direction, pks=pks, now=now) if pks else None
+            plan = move.plan(tiered, direction, pks=pks, now=now) if pks else None
             context = {
                 **self.admin_site.each_context(request),
                 "title": "Move to cold" if direction == Direction.TO_COLD else "Restore to hot",
@@ -168,11 +168,11 @@ class TieredModelAdmin(admin.ModelAdmin):
             self.message_user(request, "Nothing to move: no selected row is in the source tier.", messages.WARNING)
             return None
         try:
-            run = mover.move(tiered, direction, pks=pks, trigger="admin")
-        except mover.LockHeld as exc:
+            run = move.move(tiered, direction, pks=pks, trigger="admin")
+        except move.LockHeld as exc:
             self.message_user(request, f"Not started: {exc}", messages.ERROR)
             return None
-        except mover.MoveError as exc:
+        except move.MoveError as exc:
             self.message_user(request, f"The move failed: {exc}", messages.ERROR)
             return None
         url = reverse("tiering:run", args=[run.pk])

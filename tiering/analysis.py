@@ -24,8 +24,10 @@ from django.db import connections
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from . import backends
 from .conf import tiering_settings
 from .models import MigrationBatch, MigrationRun, RunState
+from .move import selection
 from .registry import TieredModel, registry
 
 JSON_SCHEMA = "hotcold.analyze_tiers/1"
@@ -107,44 +109,7 @@ def _tables(tiered: TieredModel) -> list[str]:
 
 def table_bytes(alias: str, tables: Iterable[str]) -> tuple[int, str]:
     """Bytes on disk of ``tables`` (with their indexes) in ``alias``, and the method used."""
-    tables = list(tables)
-    connection = connections[alias]
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            total = 0
-            for table in tables:
-                cursor.execute("SELECT pg_total_relation_size(to_regclass(%s))", [connection.ops.quote_name(table)])
-                total += cursor.fetchone()[0] or 0
-            return total, "pg_total_relation_size"
-        if connection.vendor == "sqlite":
-            marks = ",".join("%s" for _ in tables)
-            cursor.execute(f"SELECT name FROM sqlite_master WHERE tbl_name IN ({marks})", tables)
-            names = [row[0] for row in cursor.fetchall()]
-            if not names:
-                return 0, "dbstat"
-            try:
-                marks = ",".join("%s" for _ in names)
-                cursor.execute(f"SELECT COALESCE(SUM(pgsize), 0) FROM dbstat WHERE name IN ({marks})", names)
-                return int(cursor.fetchone()[0]), "dbstat"
-            except Exception:  # SQLite built without SQLITE_ENABLE_DBSTAT_VTAB
-                return _sqlite_page_share(cursor, tables), "page_share"
-    raise NotImplementedError(f"Bytes on disk are not implemented for {connection.vendor}")
-
-
-def _sqlite_page_share(cursor: Any, tables: list[str]) -> int:
-    """The file's bytes shared out by row count over its tables (a fallback estimate)."""
-    cursor.execute("PRAGMA page_count")
-    pages = cursor.fetchone()[0]
-    cursor.execute("PRAGMA page_size")
-    file_bytes = pages * cursor.fetchone()[0]
-    cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-    counts = {}
-    for (name,) in cursor.fetchall():
-        cursor.execute(f'SELECT COUNT(*) FROM "{name}"')
-        counts[name] = cursor.fetchone()[0]
-    everything = sum(counts.values())
-    ours = sum(counts.get(t, 0) for t in tables)
-    return int(file_bytes * ours / everything) if everything else 0
+    return backends.ops(alias).table_bytes(list(tables))
 
 
 # ------------------------------------------------------------------ figures
@@ -236,8 +201,8 @@ def last_run(label: str) -> MigrationRun | None:
 
 
 def backlog_rows(tiered: TieredModel, now: datetime) -> int:
-    """Hot rows the policy makes eligible right now."""
-    return tiered.model._base_manager.using(tiering_settings.HOT).filter(tiered.policy.cold_q(now)).count()
+    """Hot rows a run to cold would move now (restore holds excluded)."""
+    return selection.eligible(tiered, now).count()
 
 
 def analyze(tiered: TieredModel, *, now: datetime | None = None, detail: bool = True,
@@ -299,18 +264,6 @@ def report(figures: list[ModelFigures], *, now: datetime | None = None) -> dict[
             "saving_monthly": sum(f.saving_monthly for f in figures),
         },
     }
-
-
-def human_bytes(value: int | float | None) -> str:
-    """1536 -> '1.5 KiB' (for tables and pages)."""
-    if value is None:
-        return "-"
-    value = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def keys_in_both(tiered: TieredModel, chunk_size: int = 10_000) -> list:

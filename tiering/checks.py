@@ -6,20 +6,22 @@ duplicate a moved row).
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
 from django.core import checks
-from django.core.exceptions import FieldDoesNotExist
-from django.db import DatabaseError, connections, models
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db import DatabaseError, models
 
+from . import backends
 from .conf import tiering_settings
+from .exceptions import UnsupportedDatabase
 from .mixins import TieredSaveMixin
+from .move import paths
 from .policies import HybridPolicy, Policy
 from .query import TieredManager, TieredQuerySet
-from .registry import TieredModel
+from .registry import TieredModel, constraints_into, constraints_out_of
 from .registry import registry as global_registry
 
 
@@ -69,22 +71,20 @@ def check_aliases(app_configs=None, **kwargs):
 
 @checks.register(checks.Tags.database)
 def check_tier_tables(app_configs=None, databases=None, **kwargs):
-    """HOT and COLD must not reach the same tables: a move would copy each row onto itself, verify it
-    and delete it. ``check --database HOT --database COLD`` asks the servers (database and
-    ``current_schema()``); otherwise the settings are compared (same file, or same server, database,
-    user and search_path)."""
+    """HOT and COLD must be databases tiering has a backend for (E012) and must not reach the same tables
+    (E011): a move would copy each row onto itself, verify it and delete it. ``check --database HOT
+    --database COLD`` asks the databases; otherwise the settings are compared."""
     hot, cold = tiering_settings.HOT, tiering_settings.COLD
     if hot == cold or hot not in settings.DATABASES or cold not in settings.DATABASES:
         return []  # E001 / E002
-    from .mover import same_tables
-
-    if databases and hot in databases and cold in databases:
-        try:
-            reason = same_tables(hot, cold)
-        except (DatabaseError, ValueError):  # unreachable, or no schema yet: migrate and the mover say so
-            reason = None
-    else:
-        reason = _same_tables_by_settings(hot, cold)
+    asks_servers = bool(databases) and hot in databases and cold in databases
+    try:
+        reason = backends.same_tables(hot, cold, by_settings=not asks_servers)
+    except UnsupportedDatabase as exc:
+        return [checks.Error(str(exc), hint="Point TIERING['HOT'] and TIERING['COLD'] at SQLite or PostgreSQL "
+                                            "databases.", id="tiering.E012")]
+    except (DatabaseError, ImproperlyConfigured):  # unreachable, or no schema yet: migrate and the mover say so
+        reason = None
     if not reason:
         return []
     return [
@@ -97,28 +97,17 @@ def check_tier_tables(app_configs=None, databases=None, **kwargs):
     ]
 
 
-def _same_tables_by_settings(hot: str, cold: str) -> str | None:
-    """``same_tables`` from the settings alone (no connection): same SQLite file, or the same
-    PostgreSQL server, database, user and search_path option."""
-    a, b = connections[hot].settings_dict, connections[cold].settings_dict
-    vendors = {connections[hot].vendor, connections[cold].vendor}
-    if vendors == {"sqlite"}:
-        from .mover import same_tables
-
-        return same_tables(hot, cold)
-    if vendors != {"postgresql"}:
-        return None
-    if any(str(a.get(k) or "") != str(b.get(k) or "") for k in ("HOST", "PORT", "NAME", "USER")):
-        return None
-    if _search_path(a) != _search_path(b):
-        return None
-    return (f"{hot!r} and {cold!r} are the same PostgreSQL database {a.get('NAME')!r} with the same "
-            f"search_path ({_search_path(a) or 'the default'})")
-
-
-def _search_path(settings_dict: dict) -> str | None:
-    found = re.search(r"search_path\s*=\s*(\S+)", str((settings_dict.get("OPTIONS") or {}).get("options", "")))
-    return found.group(1) if found else None
+@checks.register()
+def check_move_path(app_configs=None, **kwargs):
+    """A forced ``TIERING['MOVE_PATH']`` must name a copy path (whether it fits the pair is asked at the run)."""
+    name = tiering_settings.MOVE_PATH
+    if not name:
+        return []
+    try:
+        paths.load(name)
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint="Remove TIERING['MOVE_PATH'] to let tiering choose.", id="tiering.E013")]
+    return []
 
 
 def _field_is_indexed(model: type[models.Model], field: models.Field) -> bool:
@@ -254,76 +243,43 @@ def _check_save_mixin(tiered) -> list[checks.CheckMessage]:
 
 
 def foreign_key_errors(tiered, tiered_models: list[TieredModel]) -> list[checks.CheckMessage]:
-    """tiering.E010 as seen by the mover: database constraints that reach ``tiered``'s moved unit from
-    outside it (none means the unit's own parent/child order keeps every constraint)."""
+    """tiering.E010 for ``tiered``: database constraints that reach its moved unit from outside it."""
     return _check_foreign_keys(tiered) + _check_foreign_keys_into_tiers(tiered_models)
 
 
 def _check_foreign_keys(tiered) -> list[checks.CheckMessage]:
     """A cold table cannot hold a database constraint to a row that may be elsewhere."""
-    errors = []
-    try:
-        children = tiered.children
-    except (FieldDoesNotExist, ValueError):
-        children = []
-    owners = [(tiered.model, None)] + [(c.model, c.fk) for c in children]
-    for model, parent_fk in owners:
-        for field in model._meta.concrete_fields:
-            if not field.is_relation or not field.many_to_one and not field.one_to_one:
-                continue
-            if field is parent_fk or not field.db_constraint:
-                continue
-            target = field.related_model._meta.label
-            errors.append(
-                checks.Error(
-                    f"{model._meta.label}.{field.name} keeps a database constraint to {target}, whose rows "
-                    f"are not moved together with {tiered.label}.",
-                    hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
-                    obj=field,
-                    id="tiering.E010",
-                )
-            )
-    return errors
+    return [
+        checks.Error(
+            f"{field.model._meta.label}.{field.name} keeps a database constraint to "
+            f"{field.related_model._meta.label}, whose rows are not moved together with {tiered.label}.",
+            hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
+            obj=field,
+            id="tiering.E010",
+        )
+        for field in constraints_out_of(tiered)
+    ]
 
 
 def _check_foreign_keys_into_tiers(tiered_models: list[TieredModel]) -> list[checks.CheckMessage]:
     """A hot-only table cannot hold a database constraint to a row that may leave hot."""
-    moving = {}
-    for tiered in tiered_models:
-        moving[tiered.model] = tiered
-        try:
-            moving.update((c.model, tiered) for c in tiered.children)
-        except (FieldDoesNotExist, ValueError):
-            pass
     errors = []
-    for target, tiered in moving.items():
-        for rel in target._meta.related_objects:
-            field = rel.field
-            if rel.many_to_many or field.model in moving or not field.concrete or not field.db_constraint:
-                continue
-            errors.append(
-                checks.Error(
-                    f"{field.model._meta.label}.{field.name} keeps a database constraint to "
-                    f"{target._meta.label}, whose rows move to the cold tier with {tiered.label}.",
-                    hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
-                    obj=field,
-                    id="tiering.E010",
-                )
-            )
-        # many-to-many, either side: its auto-created table stays in hot (a declared through model is an
-        # ordinary model with foreign keys, met above)
-        m2m = list(target._meta.many_to_many) + [r.field for r in target._meta.related_objects if r.many_to_many]
-        for field in m2m:
-            through = field.remote_field.through
-            if not through._meta.auto_created or not field.remote_field.db_constraint:
-                continue
-            errors.append(
-                checks.Error(
-                    f"{field.model._meta.label}.{field.name}: its table {through._meta.db_table} keeps a database "
-                    f"constraint to {target._meta.label}, whose rows move to the cold tier with {tiered.label}.",
-                    hint="Declare the ManyToManyField with db_constraint=False.",
-                    obj=field,
-                    id="tiering.E010",
-                )
-            )
+    for field, target, tiered in constraints_into(tiered_models):
+        if field.many_to_many:
+            errors.append(checks.Error(
+                f"{field.model._meta.label}.{field.name}: its table {field.remote_field.through._meta.db_table} "
+                f"keeps a database constraint to {target._meta.label}, whose rows move to the cold tier with "
+                f"{tiered.label}.",
+                hint="Declare the ManyToManyField with db_constraint=False.",
+                obj=field,
+                id="tiering.E010",
+            ))
+        else:
+            errors.append(checks.Error(
+                f"{field.model._meta.label}.{field.name} keeps a database constraint to "
+                f"{target._meta.label}, whose rows move to the cold tier with {tiered.label}.",
+                hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
+                obj=field,
+                id="tiering.E010",
+            ))
     return errors

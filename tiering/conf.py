@@ -14,9 +14,9 @@ DEFAULTS: dict[str, Any] = {
     "HOT": "default",
     # Database alias that holds rows that went cold.
     "COLD": "cold",
-    # Upper bound of rows per move batch (the mover sizes batches by time within it; the orm path takes at
-    # most 10000, see mover.ORM_BATCH_CAP). Large batches keep the per-batch overhead small (every batch
-    # rewrites the index pages it touches); BATCH_TARGET_SECONDS keeps each one a short transaction.
+    # Upper bound of rows per move batch (batches are sized by time within it; the orm path passes each key
+    # as a query parameter and takes at most 10000). Large batches keep the per-batch overhead small;
+    # BATCH_TARGET_SECONDS keeps each one a short transaction.
     "BATCH_SIZE": 50000,
     # Target wall time of one move batch, in seconds: batches stay short transactions. The first batch is
     # 1000 rows; each batch's time then sets the next one's size, at most 16x larger or smaller.
@@ -35,8 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE": "0 2 * * *",
     # Storage prices per GB and month used by analyze_tiers and the dashboard.
     "COST_PER_GB_MONTH": {"hot": 0.25, "cold": 0.02},
-    # Force the mover's copy path: "sqlite" (ATTACH), "pg_copy" (COPY), "pg_insert" (INSERT ... SELECT between
-    # two schemas of one PostgreSQL database), "orm"; None chooses from the HOT/COLD pair.
+    # Force the copy path: "sqlite" (ATTACH), "pg_copy" (COPY), "pg_insert" (INSERT ... SELECT between two
+    # schemas of one PostgreSQL database), "orm", or the dotted path of a tiering.move.paths.BaseCopyPath
+    # subclass; None takes the first path that fits the HOT/COLD pair.
     "MOVE_PATH": None,
     # Run dashboard "Run now" moves in the web process instead of through Celery.
     "RUN_IN_PROCESS": False,

@@ -10,6 +10,9 @@ from django.db import models
 from django.utils import timezone
 
 
+MOVE_PERMISSION = "tiering.move_data"  # needed by every admin and dashboard action that moves rows
+
+
 def jsonable_key(value):
     """A primary key as the ledger's JSON holds it: integers and text as they are, others (UUIDs) as text."""
     return value if isinstance(value, (int, str)) else str(value)
@@ -144,7 +147,7 @@ class RestoredRow(models.Model):
     """A hold on a row restored to hot, so that the next archive run leaves it there.
 
     Access policies get a fresh access mark instead; a time policy's field says
-    nothing about a restore, so ``mover.move(..., TO_COLD)`` skips held rows for
+    nothing about a restore, so ``tiering.move.move(..., TO_COLD)`` skips held rows for
     the policy's period (``older_than``) after ``restored_at``.
     """
 

@@ -29,8 +29,14 @@ class Policy:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def access_policy(self) -> "AccessPolicy | None":
+    def access_policy(self) -> AccessPolicy | None:
         """The access part of the policy, if reads should record access."""
+        return None
+
+    def hold_period(self) -> timedelta | None:
+        """How long a restored row is held in hot (a ``RestoredRow``), or None: a policy whose rows a
+        restore does not make hot again by itself (a time policy) holds them; an access policy needs no
+        hold, since a restore sets its access field to now."""
         return None
 
     def is_cold(self, instance: Model, now: datetime | None = None) -> bool:
@@ -79,6 +85,9 @@ class TimePolicy(_AgePolicy):
     def age(self) -> timedelta:
         return self.older_than
 
+    def hold_period(self) -> timedelta:
+        return self.older_than
+
     def describe(self) -> str:
         return f"{self.field} older than {self.older_than.days} days"
 
@@ -100,7 +109,7 @@ class AccessPolicy(_AgePolicy):
     def age(self) -> timedelta:
         return self.idle_for
 
-    def access_policy(self) -> "AccessPolicy":
+    def access_policy(self) -> AccessPolicy:
         return self
 
     def describe(self) -> str:
@@ -140,6 +149,9 @@ class HybridPolicy(Policy):
 
     def access_policy(self) -> AccessPolicy:
         return self.access
+
+    def hold_period(self) -> timedelta:
+        return self.time.older_than
 
     def describe(self) -> str:
         joiner = " and " if self.require == "all" else " or "

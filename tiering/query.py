@@ -24,7 +24,7 @@ from functools import total_ordering
 from itertools import chain, groupby, islice
 from typing import Any, Iterator
 
-from django.db import NotSupportedError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Avg, Count, F, Max, Min, Sum
 from django.db.models.expressions import OrderBy
 from django.db.models.manager import BaseManager
@@ -39,17 +39,17 @@ from django.db.models.query import (
     prefetch_related_objects,
 )
 
+from . import backends
+from .access import tracker
 from .conf import tiering_settings
+from .exceptions import LockHeld, TieringQueryError
+from .move import promote
 from .policies import AccessPolicy
 from .registry import registry
 
 # Pages up to this many rows are fetched in one query per tier.
 SMALL_PAGE = 2000
 _HIDDEN = "_tiering_key_"
-
-
-class TieringQueryError(NotSupportedError):
-    """The query cannot be answered correctly across both tiers."""
 
 
 @total_ordering
@@ -152,8 +152,6 @@ class TieredQuerySet(QuerySet):
     def _on_cold_hit(self, obj: Any) -> Any:
         access = self._access_policy()
         if access is not None and access.promote_on_access:
-            from .mover import LockHeld, promote
-
             try:
                 # The mover marks restored rows (access field = now), so a promoted
                 # row is not eligible for cold again at the next run.
@@ -186,8 +184,6 @@ class TieredQuerySet(QuerySet):
     def _record_access(self, obj: Any) -> None:
         access = self._access_policy()
         if access is not None:
-            from .access import tracker
-
             tracker.touch(obj, access.field)
 
     # -------------------------------------------------------------- iteration
@@ -359,7 +355,7 @@ class TieredQuerySet(QuerySet):
             raise TieringQueryError("extra(order_by=...) cannot be merged across tiers.")
         opts = self.model._meta
         ordering = self.query.order_by or (opts.ordering if self.query.default_ordering else ())
-        nulls_largest = _nulls_largest(tiering_settings.HOT)
+        nulls_largest = backends.ops(tiering_settings.HOT).nulls_largest
         fields: list[SortField] = []
         for item in ordering:
             name, descending, nulls_first = _parse_ordering(item)
@@ -474,11 +470,6 @@ def _parse_ordering(item: Any) -> tuple[str, bool, bool | None]:
         nulls = True if item.nulls_first else (False if item.nulls_last else None)
         return item.expression.name, item.descending, nulls
     raise TieringQueryError(f"Ordering by {item!r} cannot be merged across tiers.")
-
-
-def _nulls_largest(alias: str) -> bool:
-    """Does this backend sort NULL after every value in ascending order?"""
-    return connections[alias].vendor in ("postgresql", "oracle")
 
 
 def _combine(kind: str, values: list[list[Any]]) -> Any:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from .policies import Policy
@@ -24,10 +25,6 @@ class Child:
     model: type[models.Model]
     fk: models.ForeignKey
     related_name: str
-
-    @property
-    def parent_column(self) -> str:
-        return self.fk.column
 
 
 @dataclass
@@ -51,6 +48,16 @@ class TieredModel:
                 raise ValueError(f"{self.label}.Tiering.related: {name!r} is not a reverse foreign key")
             found.append(Child(model=rel.related_model, fk=rel.field, related_name=name))
         return found
+
+
+    @property
+    def unit(self) -> list[type[models.Model]]:
+        """The models whose rows move together: the parent and its children (the parent alone when a
+        ``related`` name is bad, which the system checks report)."""
+        try:
+            return [self.model, *(child.model for child in self.children)]
+        except (FieldDoesNotExist, ValueError):
+            return [self.model]
 
 
 class Registry:
@@ -111,3 +118,46 @@ class Registry:
 
 
 registry = Registry()
+
+
+def constraints_out_of(tiered: TieredModel) -> list[models.Field]:
+    """Foreign keys of ``tiered``'s moved unit that keep a database constraint to rows not moved with it
+    (the unit's own parent key excepted): a cold table cannot hold one to a row that may be elsewhere."""
+    found = []
+    unit = tiered.unit
+    parent_fks = {child.fk for child in tiered.children} if len(unit) > 1 else set()
+    for model in unit:
+        for field in model._meta.concrete_fields:
+            if not field.is_relation or not field.many_to_one and not field.one_to_one:
+                continue
+            if field in parent_fks or not field.db_constraint:
+                continue
+            found.append(field)
+    return found
+
+
+def constraints_into(tiered_models: list[TieredModel]) -> list[tuple[models.Field, type[models.Model], TieredModel]]:
+    """(field, moved model, tiered) for every database constraint that a table not moved with ``tiered``
+    keeps to a row that moves: a foreign key of a hot-only model, or the table of an auto-created
+    many-to-many (either side; a declared through model is an ordinary model with foreign keys)."""
+    moving = {}
+    for tiered in tiered_models:
+        moving.update((model, tiered) for model in tiered.unit)
+    found = []
+    for target, tiered in moving.items():
+        for rel in target._meta.related_objects:
+            field = rel.field
+            if rel.many_to_many or field.model in moving or not field.concrete or not field.db_constraint:
+                continue
+            found.append((field, target, tiered))
+        m2m = list(target._meta.many_to_many) + [r.field for r in target._meta.related_objects if r.many_to_many]
+        for field in m2m:
+            if field.remote_field.through._meta.auto_created and field.remote_field.db_constraint:
+                found.append((field, target, tiered))
+    return found
+
+
+def constraints_stay_inside(tiered: TieredModel) -> bool:
+    """No database foreign key reaches ``tiered``'s moved unit from outside it (``tiering.E010``): its own
+    parent/child order then keeps every constraint."""
+    return not constraints_out_of(tiered) and not constraints_into(list(registry))

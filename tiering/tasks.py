@@ -1,6 +1,6 @@
 """Celery tasks: archive, restore and analyse through the same engine as the commands.
 
-Every task calls ``tiering.mover`` (or ``tiering.analysis``); none moves a row
+Every task calls ``tiering.move`` (or ``tiering.analysis``); none moves a row
 itself. Transient database errors (connection lost, database not accepting
 connections, lock timeout, serialization failure, deadlock) are retried with
 exponential backoff and full jitter; programming errors (bad SQL, integrity,
@@ -28,10 +28,13 @@ from django.db import utils as db_utils
 from django.db.models import F
 from django.utils import timezone
 
+from . import analysis, move
 from .conf import tiering_settings
-from .management.base import one_line
+from .filters import parse_filters
 from .models import Direction, MigrationRun, RunState
+from .move import selection
 from .registry import TieredModel, registry
+from .text import one_line
 
 try:  # psycopg is optional: SQLite-only projects do not install it
     import psycopg
@@ -103,7 +106,6 @@ class TieringTask(Task):
         logger.error("%s failed (run %s): %s", what, run_id, one_line(exc))
         raise exc
 
-
     def runtime_budget(self, max_runtime: float | None) -> float | None:
         """Stop between batches before the soft time limit, so a long run ends STOPPED, not killed."""
         soft = (self.request.timelimit or (None, None))[1] or self.soft_time_limit or self.app.conf.task_soft_time_limit
@@ -114,12 +116,8 @@ class TieringTask(Task):
 def _failed_run_id(exc: BaseException, tiered: TieredModel, direction: str, since) -> int | None:
     """The ledger run a failed move left behind (MoveError carries it when the engine knows it)."""
     for error in _chain(exc):
-        run = getattr(error, "run", None)
-        if isinstance(run, MigrationRun):
-            return run.pk
-        run_id = getattr(error, "run_id", None)
-        if run_id:
-            return run_id
+        if isinstance(error, move.MoveError) and error.run is not None:
+            return error.run.pk
     return (
         MigrationRun.objects.using(tiering_settings.HOT)
         .filter(model_label=tiered.label, direction=direction, started_at__gte=since)
@@ -152,13 +150,11 @@ def _locked(task: Task, tiered: TieredModel, direction: str, exc: BaseException)
 
 def _move(task: TieringTask, tiered: TieredModel, direction: str, **options: Any) -> dict[str, Any]:
     """One engine call with the task's retry policy; the retry count is written to the run."""
-    from . import mover
-
     what = f"{task.name} {tiered.label}"
     started = timezone.now()
     try:
-        run = mover.move(tiered, direction, trigger="task", **options)
-    except mover.LockHeld as exc:
+        run = move.move(tiered, direction, trigger="task", **options)
+    except move.LockHeld as exc:
         return _locked(task, tiered, direction, exc)
     except Exception as exc:
         task.retry_or_raise(exc, what, _failed_run_id(exc, tiered, direction, started))
@@ -198,8 +194,6 @@ def restore(self, label: str, pks: list | None = None, filter: list[str] | dict 
     if isinstance(filter, dict):
         where = db_models.Q(**filter)
     elif filter:
-        from .management.base import parse_filters  # the same parser as restore_hot --filter
-
         where = parse_filters(tiered, filter)
     return _move(self, tiered, Direction.TO_HOT, pks=pks or None, where=where, all_rows=all_rows,
                  limit=limit, batch_size=batch_size, max_runtime=self.runtime_budget(None))
@@ -208,8 +202,6 @@ def restore(self, label: str, pks: list | None = None, filter: list[str] | dict 
 @shared_task(bind=True, base=TieringTask, name="tiering.analyse")
 def analyse(self, labels: list[str] | None = None, detail: bool = True) -> dict[str, Any]:
     """The ``analyze_tiers --format json`` document: rows, bytes, backlog and cost per model and tier."""
-    from . import analysis
-
     try:
         return analysis.report(analysis.analyze_all(labels, detail=detail))
     except Exception as exc:
@@ -222,13 +214,7 @@ def split_key_range(tiered: TieredModel, workers: int, now=None) -> list[tuple[A
     """Up to ``workers`` half-open key ranges [low, high) holding about equal numbers of the
     eligible hot rows. Boundaries are keys read once at equal row offsets; the first range is
     open below and the last open above, so together they cover every key exactly once."""
-    now = now or timezone.now()
-    eligible = (
-        db_models.QuerySet(tiered.model, using=tiering_settings.HOT)
-        .filter(tiered.policy.cold_q(now))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    eligible = selection.eligible(tiered, now).order_by("pk").values_list("pk", flat=True)
     total = eligible.count()
     if total == 0:
         return []
@@ -242,15 +228,13 @@ def split_key_range(tiered: TieredModel, workers: int, now=None) -> list[tuple[A
 def archive_model_parallel(self, label: str, workers: int = 2, batch_size: int | None = None,
                            max_runtime: float | None = None) -> dict[str, Any]:
     """Open one run, split the eligible keys into ``workers`` ranges and archive them at once."""
-    from . import mover
-
     tiered = registry.by_label(label)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
     started = timezone.now()
     try:  # lock first, then split: the run holds the model's lock while its ranges run
-        run = mover.start_run(tiered, Direction.TO_COLD, trigger="task", selection={"workers": workers})
-    except mover.LockHeld as exc:
+        run = move.start_run(tiered, Direction.TO_COLD, trigger="task", selection={"workers": workers})
+    except move.LockHeld as exc:
         return _locked(self, tiered, Direction.TO_COLD, exc)
     except Exception as exc:
         self.retry_or_raise(exc, f"{self.name} {label}", _failed_run_id(exc, tiered, Direction.TO_COLD, started))
@@ -259,10 +243,10 @@ def archive_model_parallel(self, label: str, workers: int = 2, batch_size: int |
         run.selection = {**run.selection, "ranges": ranges}
         run.save(using=tiering_settings.HOT, update_fields=["selection"])
     except Exception as exc:
-        mover.finish_run(run, RunState.FAILED, f"{type(exc).__name__}: {exc}")
+        move.finish_run(run, RunState.FAILED, f"{type(exc).__name__}: {exc}")
         self.retry_or_raise(exc, f"{self.name} {label}", run.pk)
     if not ranges:
-        run = mover.finish_run(run)
+        run = move.finish_run(run)
         return {**summary(run), "ranges": []}
     options = {"batch_size": batch_size, "max_runtime": max_runtime}
     header = [archive_range.s(label, low, high, run.pk, **options) for low, high in ranges]
@@ -279,15 +263,13 @@ def archive_range(self, label: str, low: Any, high: Any, run_id: int, batch_size
     Never raises after its retries: it reports failure in its result, so that the
     chord callback always runs and can close the run as failed.
     """
-    from . import mover
-
     part = {"low": low, "high": high, "worker": f"{self.request.hostname}/{os.getpid()}"}
     try:
         tiered = registry.by_label(label)
         run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
-        run = mover.move(tiered, Direction.TO_COLD, key_range=(low, high), run=run, trigger="task",
+        run = move.move(tiered, Direction.TO_COLD, key_range=(low, high), run=run, trigger="task",
                          batch_size=batch_size, max_runtime=self.runtime_budget(max_runtime))
-    except mover.LockHeld as exc:  # another run holds the model: this range is not ours to move
+    except move.LockHeld as exc:  # another run holds the model: this range is not ours to move
         return {**part, **_locked(self, registry.by_label(label), Direction.TO_COLD, exc)}
     except Exception as exc:
         if is_transient(exc) and self.request.retries < self.max_retries:
@@ -301,18 +283,16 @@ def archive_range(self, label: str, low: Any, high: Any, run_id: int, batch_size
 @shared_task(bind=True, base=TieringTask, name="tiering.finish_parallel")
 def finish_parallel(self, results: list[dict[str, Any]], run_id: int) -> dict[str, Any]:
     """Chord callback: close the shared run, failed if any range failed."""
-    from . import mover
-
     run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=run_id)
     failed = [r for r in results if r.get("status") not in ("done", "stopped")]
     stopped = [r for r in results if r.get("status") == "stopped"]
     if failed:
         error = "; ".join(f"[{r['low']}, {r['high']}) {r.get('status')}: {r.get('error') or r.get('detail', '')}"
                           for r in failed)
-        run = mover.finish_run(run, state=RunState.FAILED, error=error)
+        run = move.finish_run(run, state=RunState.FAILED, error=error)
         logger.error("%s parallel run %s failed: %s", run.model_label, run.pk, error)
     else:
-        run = mover.finish_run(run, state=RunState.STOPPED if stopped else None)
+        run = move.finish_run(run, state=RunState.STOPPED if stopped else None)
         logger.info("%s parallel run %s %s: %d rows in %d batches", run.model_label, run.pk, run.state,
                     run.rows, run.batches)
     return {**summary(run), "ranges": results}

@@ -22,14 +22,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from .analysis import ModelFigures, analyze, batch_seconds, human_bytes
+from . import move
+from .analysis import ModelFigures, analyze, batch_seconds
 from .conf import tiering_settings
-from .models import Direction, MigrationRun
+from .models import MOVE_PERMISSION, Direction, MigrationRun
 from .registry import TieredModel, registry
 from .schedule import ARCHIVE_TASK
+from .text import human_bytes
 
 VIEW_PERMISSION = "tiering.view_migrationrun"
-MOVE_PERMISSION = "tiering.move_data"
 CHART_DAYS = 14
 RECENT_RUNS = 20
 
@@ -92,11 +93,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def run_now(request: HttpRequest, label: str) -> HttpResponse:
     """GET: the dry-run plan and a confirmation form. POST: start the archive run."""
-    from . import mover
-
     tiered = _tiered_or_404(label)
     if request.method != "POST":
-        plan = mover.plan(tiered, Direction.TO_COLD)
+        plan = move.plan(tiered, Direction.TO_COLD)
         context = {
             "tiered": tiered,
             "policy": tiered.policy.describe(),
@@ -107,17 +106,16 @@ def run_now(request: HttpRequest, label: str) -> HttpResponse:
         return render(request, "tiering/run_now.html", context)
     if tiering_settings.RUN_IN_PROCESS:
         try:
-            run = mover.move(tiered, Direction.TO_COLD, trigger="dashboard")
-        except mover.LockHeld as exc:
+            run = move.move(tiered, Direction.TO_COLD, trigger="dashboard")
+        except move.LockHeld as exc:
             messages.error(request, f"Not started: {exc}")
             return redirect("tiering:dashboard")
-        except mover.MoveError as exc:
+        except move.MoveError as exc:
             messages.error(request, f"The run failed: {exc}")
-            failed = getattr(exc, "run", None)
-            return redirect("tiering:run", failed.pk) if failed is not None else redirect("tiering:dashboard")
+            return redirect("tiering:run", exc.run.pk) if exc.run is not None else redirect("tiering:dashboard")
         messages.success(request, f"Run #{run.pk} of {tiered.label}: {run.get_state_display()}, {run.rows} rows moved.")
         return redirect("tiering:run", run.pk)
-    from .tasks import archive_model
+    from .tasks import archive_model  # Celery is needed only where runs are queued
 
     result = archive_model.delay(tiered.label)
     messages.success(request, f"Archive run of {tiered.label} queued (task {result.id}).")

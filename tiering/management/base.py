@@ -1,74 +1,47 @@
-"""Shared plumbing of the commands that move rows (migrate_cold, restore_hot, ...).
+"""The flow every command that moves rows shares (migrate_cold, restore_hot), the way Django's
+``BaseCommand`` fixes ``execute()`` around ``handle()``.
 
-One place for what every data-moving command must do the same way: parse
-``--model``/``--pk``/``--filter`` into registry entries and ``Q`` objects,
-reject bad input with a one-line ``CommandError`` before anything moves,
-check that both tier aliases answer, show the plan and ask for confirmation,
-report progress (a tqdm bar on a terminal, plain log lines otherwise) and
-print a summary. The moving itself is ``tiering.mover``'s job.
+``MoveCommand.handle``: resolve the models and rows (the subclass's
+``selections``), check that both tiers answer, plan, then a dry run or the
+confirmation, then run and report. Bad input is a one-line ``CommandError``
+before anything moves; the moving itself is ``tiering.move``'s job.
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
-from datetime import datetime
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
-from django.db.models import Q, QuerySet
-from django.db.models.constants import LOOKUP_SEP
-from django.utils import timezone
 
-from tiering.analysis import human_bytes
+from tiering import backends, move
 from tiering.conf import tiering_settings
 from tiering.models import Direction, MigrationRun, RunState
 from tiering.registry import TieredModel, registry
-
-ARROWS = {Direction.TO_COLD: "hot → cold", Direction.TO_HOT: "cold → hot"}
-
-
-def one_line(exc: BaseException | str) -> str:
-    """The first line of an error message, whitespace collapsed (CommandErrors are one line)."""
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.splitlines()[0].split())[:300]
-
+from tiering.text import human_bytes, one_line
 
 # --- argument types ---------------------------------------------------------------------------
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer > 0 (argparse turns the ValueError into a usage error)."""
-    number = int(value)
-    if number <= 0:
-        raise ValueError(value)
-    return number
+def number_type(kind: type, accepts, name: str):
+    """An argparse type: ``kind(value)`` that ``accepts``; argparse turns the ValueError into a usage error
+    naming ``name``."""
+    def parse(value: Any):
+        number = kind(value)
+        if not accepts(number):
+            raise ValueError(value)
+        return number
+
+    parse.__name__ = name
+    return parse
 
 
-positive_int.__name__ = "positive integer"
-
-
-def positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError(value)
-    return number
-
-
-positive_float.__name__ = "positive number"
-
-
-def non_negative_float(value: str) -> float:
-    number = float(value)
-    if not number >= 0:
-        raise ValueError(value)
-    return number
-
-
-non_negative_float.__name__ = "number >= 0"
-
+positive_int = number_type(int, lambda n: n > 0, "positive integer")
+positive_float = number_type(float, lambda n: n > 0, "positive number")
+non_negative_float = number_type(float, lambda n: n >= 0, "number >= 0")
 
 # the options add_move_arguments declares, with their argparse types (checked again for call_command)
 MOVE_OPTION_TYPES = {"batch_size": positive_int, "limit": positive_int, "max_runtime": positive_float,
@@ -93,102 +66,7 @@ def resolve_models(labels: Iterable[str] | None) -> list[TieredModel]:
     return found
 
 
-def parse_pks(tiered: TieredModel, values: Iterable[str]) -> list[Any]:
-    """Convert ``--pk`` values with the primary key field's ``to_python``."""
-    pk_field = tiered.model._meta.pk
-    pks = []
-    for value in values:
-        try:
-            pks.append(pk_field.to_python(value))
-        except ValidationError as exc:
-            raise CommandError(f"--pk {value!r}: {one_line('; '.join(exc.messages))}") from None
-    return pks
-
-
-def _convert(field: Any, lookup: str, raw: str) -> Any:
-    """A ``--filter`` value as the lookup expects it, converted by the field's ``to_python``."""
-    if lookup == "isnull":
-        lowered = raw.strip().lower()
-        if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-            raise ValidationError(f"isnull expects true or false, not {raw!r}")
-        return lowered in {"true", "1", "yes"}
-    if lookup in {"in", "range"}:
-        items = [_field_value(field, item.strip()) for item in raw.split(",")]
-        if lookup == "range" and len(items) != 2:
-            raise ValidationError("range expects two comma-separated values")
-        return items
-    if lookup in {"year", "month", "day", "week", "week_day", "iso_week_day", "quarter", "hour", "minute",
-                  "second", "iso_year"}:
-        return int(raw)
-    if lookup in {"contains", "icontains", "startswith", "istartswith", "endswith", "iendswith", "regex",
-                  "iregex"}:
-        return raw
-    return _field_value(field, raw)
-
-
-def _field_value(field: Any, raw: str) -> Any:
-    value = field.to_python(raw)
-    if isinstance(value, datetime) and settings.USE_TZ and timezone.is_naive(value):
-        value = timezone.make_aware(value)  # a bare date or local time means the current time zone
-    return value
-
-
-def parse_filters(tiered: TieredModel, expressions: Iterable[str]) -> Q:
-    """``field__lookup=value`` strings -> one ``Q`` (AND), validated against the model.
-
-    Values go through the final field's ``to_python`` so dates, datetimes and
-    decimals work; an unknown field, relation or lookup raises ``CommandError``.
-    """
-    model = tiered.model
-    q = Q()
-    for expression in expressions:
-        key, sep, raw = expression.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise CommandError(f"--filter {expression!r}: expected field__lookup=value")
-        parts = key.split(LOOKUP_SEP)
-        opts, field, lookup = model._meta, None, "exact"
-        for i, part in enumerate(parts):
-            if part == "pk" and field is None and opts is not None:
-                field = opts.pk
-                continue
-            if opts is not None:
-                try:
-                    field = opts.get_field(part)
-                except FieldDoesNotExist:
-                    if field is None:
-                        raise CommandError(f"--filter {expression!r}: {model._meta.label} has no field {part!r}") from None
-                else:
-                    if field.is_relation and i < len(parts) - 1:
-                        related = field.related_model
-                        opts = related._meta if related is not None else None
-                        if not getattr(field, "concrete", False) or field.many_to_many or field.one_to_many:
-                            raise CommandError(f"--filter {expression!r}: only fields of the model and its "
-                                               "forward relations can be filtered on") from None
-                    else:
-                        opts = None
-                    continue
-            lookup = LOOKUP_SEP.join(parts[i:])
-            break
-        if field is not None and field.is_relation and lookup not in {"isnull"}:
-            field = field.target_field  # customer=3 compares with the related key
-        if (field is not None and LOOKUP_SEP not in lookup and field.get_lookup(lookup) is None
-                and field.get_transform(lookup) is None):
-            raise CommandError(f"--filter {expression!r}: unsupported lookup {lookup!r} for field {field.name!r}")
-        try:
-            value = _convert(field, lookup, raw)
-            condition = Q(**{key: value})
-            QuerySet(model=model).filter(condition).query.get_compiler(
-                using=tiering_settings.HOT).as_sql()
-        except ValidationError as exc:
-            raise CommandError(f"--filter {expression!r}: {one_line('; '.join(exc.messages))}") from None
-        except (FieldError, FieldDoesNotExist, ValueError, TypeError) as exc:
-            raise CommandError(f"--filter {expression!r}: {one_line(exc)}") from None
-        q &= condition
-    return q
-
-
-def check_aliases(models: Iterable[TieredModel]) -> None:
+def require_tiers_reachable(models: Iterable[TieredModel]) -> None:
     """Fail fast (CommandError) unless both tiers answer and hold the tables we will touch.
 
     A cheap ``SELECT 1`` and a table listing per alias, done before the first
@@ -213,9 +91,10 @@ def check_aliases(models: Iterable[TieredModel]) -> None:
                 f"The {role} database (alias {alias!r}) lacks table(s) {', '.join(missing)}: "
                 f"run 'manage.py migrate --database={alias}'"
             )
-    from tiering.mover import same_tables
-
-    reason = same_tables(tiering_settings.HOT, tiering_settings.COLD)
+    try:
+        reason = backends.same_tables(tiering_settings.HOT, tiering_settings.COLD)
+    except ImproperlyConfigured as exc:  # a database tiering has no backend for, a missing schema
+        raise CommandError(one_line(exc)) from None
     if reason:  # a move would copy each row onto itself and delete it
         raise CommandError(f"Hot and cold are the same tables: {reason}.")
 
@@ -223,24 +102,77 @@ def check_aliases(models: Iterable[TieredModel]) -> None:
 def check_lock(tiered: TieredModel, direction: str) -> None:
     """CommandError if a live run holds the model+direction lock, before anything is written.
 
-    ``mover.move()`` raises ``LockHeld`` too, but only after recording a refused
-    run in the ledger; checking first keeps a refused command side-effect free.
+    ``move()`` raises ``LockHeld`` too, but only after recording a refused run
+    in the ledger; checking first keeps a refused command side-effect free.
     """
-    from tiering import mover
-
-    lock = mover.held_lock(tiered, direction)
+    lock = move.held_lock(tiered, direction)
     if lock is not None:
-        age = (timezone.now() - lock.heartbeat_at).total_seconds()
-        raise CommandError(f"{tiered.label} is already being moved {ARROWS[direction]} by run {lock.run_id} "
-                           f"({lock.owner}, heartbeat {age:.0f}s ago); wait for it to finish")
+        raise CommandError(move.locks.describe_holder(tiered, direction, lock))
 
 
 # --- the command base -------------------------------------------------------------------------
 
 class MoveCommand(BaseCommand):
-    """Base of commands that move rows: shared options, confirmation, progress and summary."""
+    """Base of commands that move rows: the shared flow, options, confirmation, progress and summary.
+
+    A subclass sets ``direction`` and gives ``selections(options)``: each
+    model the arguments name, with the rows to move as ``move()`` keywords.
+    ``pending(work, options)`` may narrow that once the tiers answer.
+    """
 
     direction: str = Direction.TO_COLD
+
+    def selections(self, options: dict) -> list[tuple[TieredModel, dict]]:
+        raise NotImplementedError("subclasses of MoveCommand must provide selections()")
+
+    def pending(self, work: list[tuple[TieredModel, dict]], options: dict) -> list[tuple[TieredModel, dict]]:
+        return work
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Resolve, check, plan, dry run or confirm, run, report."""
+        self.verbosity = options["verbosity"]
+        work = self.selections(options)
+        require_tiers_reachable([tiered for tiered, _ in work])
+        work = self.pending(work, options)
+        if not work:
+            return
+        # the plan (counts, bytes estimate) serves the dry run and the question; --no-input skips its scans
+        wants_plan = options["dry_run"] or options["interactive"]
+        plans = [(tiered, self.plan(tiered, options, selection) if wants_plan else None) for tiered, selection in work]
+        if options["dry_run"]:
+            self.show_plans(plans)
+            self.log("Dry run: nothing moved.")
+            return
+        for tiered, _ in work:
+            check_lock(tiered, self.direction)
+        if not self.confirm(options, plans):
+            raise CommandError("Cancelled: nothing moved.")
+        self.run_all(work, [plan for _, plan in plans], options)
+
+    def plan(self, tiered: TieredModel, options: dict, selection: dict) -> move.MovePlan:
+        chosen = {k: v for k, v in selection.items() if k in ("pks", "where", "all_rows")}
+        resumes = selection.get("resumes")
+        return move.plan(tiered, self.direction, limit=options["limit"], batch_size=options["batch_size"],
+                         now=resumes.cutoff if resumes else None, **chosen)
+
+    def run_all(self, work: list[tuple[TieredModel, dict]], plans: list, options: dict) -> None:
+        """Move model after model within one --limit and one --max-runtime."""
+        deadline = time.monotonic() + options["max_runtime"] if options["max_runtime"] else None
+        remaining = options["limit"]
+        for (tiered, selection), plan in zip(work, plans):
+            max_runtime = None
+            if deadline is not None:
+                max_runtime = deadline - time.monotonic()
+                if max_runtime <= 0:
+                    self.log(f"{tiered.label}: skipped, --max-runtime reached.")
+                    continue
+            if remaining is not None and remaining <= 0:
+                self.log(f"{tiered.label}: skipped, --limit reached.")
+                continue
+            run = self.run_move(tiered, options, plan.rows if plan else None, limit=remaining,
+                                max_runtime=max_runtime, **selection)
+            if remaining is not None:
+                remaining -= run.rows
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any):
         """Bad arguments raise CommandError (one line) also on the command line."""
@@ -302,9 +234,9 @@ class MoveCommand(BaseCommand):
     # confirmation -------------------------------------------------------------------------
 
     def show_plans(self, plans: list[tuple[TieredModel, Any]]) -> None:
-        direction = ARROWS[self.direction]
+        direction = Direction(self.direction).label
         for tiered, plan in plans:
-            children = f" (+{plan.child_rows} child rows)" if getattr(plan, "child_rows", 0) else ""
+            children = f" (+{plan.child_rows} child rows)" if plan.child_rows else ""
             self.stdout.write(
                 f"{tiered.label} {direction}: {plan.rows} rows{children}, "
                 f"~{human_bytes(plan.bytes)}, {plan.batches} batches"
@@ -323,7 +255,7 @@ class MoveCommand(BaseCommand):
     # the move -----------------------------------------------------------------------------
 
     def progress_reporter(self, tiered: TieredModel, total: int | None):
-        """A callable for ``mover.move(progress=...)`` plus a closer."""
+        """A callable for ``move(progress=...)`` plus a closer."""
         use_bar = self.verbosity >= 1 and self.is_tty(self.stdout)
         state = {"rows": 0, "last_log": 0.0}
         bar = None
@@ -364,30 +296,23 @@ class MoveCommand(BaseCommand):
 
     def run_move(self, tiered: TieredModel, options: dict, total: int | None, **selection: Any) -> MigrationRun:
         """Call the engine for one model; map its errors to one-line CommandErrors."""
-        from tiering import mover
-
         report, close = self.progress_reporter(tiered, total)
         started = time.monotonic()
         try:
-            run = mover.move(
-                tiered, self.direction,
-                batch_size=options["batch_size"], limit=selection.pop("limit", options["limit"]),
-                max_runtime=selection.pop("max_runtime", options["max_runtime"]), sleep=options["sleep"],
-                trigger="command", progress=report if self.verbosity >= 1 else None, **selection,
-            )
-        except mover.LockHeld as exc:
+            run = move.move(tiered, self.direction, batch_size=options["batch_size"], sleep=options["sleep"],
+                            trigger="command", progress=report if self.verbosity >= 1 else None, **selection)
+        except move.LockHeld as exc:
             raise CommandError(f"{tiered.label}: {one_line(exc)}") from None
-        except mover.MoveError as exc:
-            run = getattr(exc, "run", None) or (
-                MigrationRun.objects.using(tiering_settings.HOT)
-                .filter(model_label=tiered.label, direction=self.direction, state=RunState.FAILED)
-                .order_by("-started_at", "-id").first()
-            )
-            run_id = f"run {run.pk}" if run is not None else "run"
+        except move.MoveError as exc:
+            run_id = f"run {exc.run.pk}" if exc.run is not None else "run"
             raise CommandError(f"{tiered.label}: {run_id} failed: {one_line(exc)}") from None
+        except ImproperlyConfigured as exc:
+            raise CommandError(f"{tiered.label}: {one_line(exc)}") from None
         finally:
             close()
         self.summary(tiered, run, time.monotonic() - started)
+        if run.state == RunState.FAILED:  # an engine that records failure without raising
+            raise CommandError(f"{tiered.label}: run {run.pk} failed: {run.error or 'see the ledger'}")
         return run
 
     def summary(self, tiered: TieredModel, run: MigrationRun, seconds: float) -> None:
@@ -398,7 +323,7 @@ class MoveCommand(BaseCommand):
             again = "run again (--resume keeps this run's cutoff)" if self.direction == Direction.TO_COLD else "run again"
             stopped = f" — stopped early (limit or max runtime); {again} to continue"
         self.log(
-            f"{tiered.label} {ARROWS[self.direction]}: {run.rows} rows{children} in {run.batches} batches, "
+            f"{tiered.label} {Direction(self.direction).label}: {run.rows} rows{children} in {run.batches} batches, "
             f"{human_bytes(run.bytes)}, {rate:,.0f} rows/s, run {run.pk} ({run.state}){stopped}",
             style=self.style.SUCCESS,
         )

@@ -9,7 +9,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tiering.analysis import analyze_all, human_bytes, keys_in_both, report
+from tiering.analysis import analyze_all, keys_in_both, report
+from tiering.text import human_bytes
 from tiering.registry import registry
 
 WIDTH = 100

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from tiering.management.base import MoveCommand, check_aliases, check_lock, parse_filters, parse_pks, resolve_models
-from tiering.models import Direction, RunState
+from tiering.exceptions import FilterError
+from tiering.filters import parse_filters, parse_pks
+from tiering.management.base import MoveCommand, resolve_models
+from tiering.models import Direction
 
 
 class Command(MoveCommand):
     help = (
         "Move rows of one tiered model (with their child rows) from the cold back to the hot "
         "database: by primary key, by filter, or all of them. Copy, verify, then delete, in short "
-        "batches. Restored rows are kept from going straight back: the next migrate_cold skips them "
-        "because a policy's access field (e.g. last_seen, last_accessed) is set to now, and a time "
-        "policy's rows get a restore hold (RestoredRow) for the policy's age threshold (90 days for "
-        "orders.Order)."
+        "batches. Restored rows are kept from going straight back: a policy's access field is set to "
+        "now, and a time policy's rows are held in hot (RestoredRow) for the policy's age threshold."
     )
     direction = Direction.TO_HOT
 
@@ -29,32 +29,16 @@ class Command(MoveCommand):
         which.add_argument("--all", action="store_true", dest="all_rows", help="Restore every cold row.")
         self.add_move_arguments(parser)
 
-    def handle(self, *args, **options) -> None:
-        from tiering import mover
-
-        self.verbosity = options["verbosity"]
+    def selections(self, options: dict) -> list[tuple]:
         [tiered] = resolve_models([options["model"]])
-        selection: dict = {}
-        if options["pks"]:
-            selection["pks"] = parse_pks(tiered, options["pks"])
-        elif options["filters"]:
-            selection["where"] = parse_filters(tiered, options["filters"])
-        elif options["all_rows"]:
-            selection["all_rows"] = True
-        else:  # argparse enforces one of them; call_command(pks=[]) lands here
-            raise CommandError("Choose the rows: --pk PK ..., --filter field__lookup=value or --all.")
-        check_aliases([tiered])
-        plan = None  # the plan serves the dry run and the question; --no-input skips its scans
-        if options["dry_run"] or options["interactive"]:
-            plan = mover.plan(tiered, self.direction, limit=options["limit"], batch_size=options["batch_size"],
-                              **selection)
-        if options["dry_run"]:
-            self.show_plans([(tiered, plan)])
-            self.log("Dry run: nothing moved.")
-            return
-        check_lock(tiered, self.direction)
-        if not self.confirm(options, [(tiered, plan)]):
-            raise CommandError("Cancelled: nothing moved.")
-        run = self.run_move(tiered, options, plan.rows if plan else None, **selection)
-        if run.state == RunState.FAILED:
-            raise CommandError(f"{tiered.label}: run {run.pk} failed: {run.error or 'see the ledger'}")
+        try:
+            if options["pks"]:
+                return [(tiered, {"pks": parse_pks(tiered, options["pks"])})]
+            if options["filters"]:
+                return [(tiered, {"where": parse_filters(tiered, options["filters"])})]
+        except FilterError as exc:
+            raise CommandError(str(exc)) from None
+        if options["all_rows"]:
+            return [(tiered, {"all_rows": True})]
+        # argparse enforces one of them; call_command(pks=[]) lands here
+        raise CommandError("Choose the rows: --pk PK ..., --filter field__lookup=value or --all.")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from orders.models import Order, OrderLine
-from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
-from tiering import mover
+from tests.move.helpers import assert_lines_follow_orders, content, seed_orders, snapshot
+from tiering import move
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState, TierLock
 from tiering.registry import registry
 
@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pyte
 
 TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
 
-ROOT = Path(__file__).resolve().parent.parent
-DRIVER = Path(__file__).resolve().parent / "mover_crash_driver.py"
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).resolve().parent / "crash_driver.py"
 ORDERS = 200_000
 ROUNDS = 22
 STEPS = ["after_copy", "after_verify", "mid_delete", "after_delete_before_ledger"]
@@ -69,7 +69,7 @@ def test_sigkill_at_random_instants_then_rerun(tiers, path):
         else:
             assert proc.returncode == 0, f"round {round_no}: driver failed:\n{out}\n{err[-3000:]}"
         # the next run repairs first: limit=0 repairs and stops before the first batch
-        repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0, trigger="crash-test-repair")
+        repair = move.move(registry.get(Order), Direction.TO_COLD, limit=0, trigger="crash-test-repair")
         assert repair.state == RunState.STOPPED
         snap = snapshot(tiers.hot, tiers.cold)  # asserts no row in both tiers
         assert content(snap) == before, f"round {round_no} ({crash_at or 'timed kill'}): content changed"
@@ -101,7 +101,7 @@ def test_a_restore_killed_after_its_hot_commit_keeps_what_the_application_wrote_
         pytest.skip("this pair's path commits both tiers in one COMMIT (no step between them to stop at); "
                     "test_repair_of_a_restore_cut_between_the_commits_... covers its repair")
     seed_orders(tiers.hot, 60, lines=2)
-    assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 60
+    assert move.move(registry.get(Order), Direction.TO_COLD).rows == 60
     before = content(snapshot(tiers.hot, tiers.cold))
     # pg_copy: after_verify is after the hot commit; orm: after_copy is after the copies' commit
     proc = start_driver(tiers, "after_copy:1" if path == "orm" else "after_verify:1", 20, path, Direction.TO_HOT)
@@ -119,7 +119,7 @@ def test_a_restore_killed_after_its_hot_commit_keeps_what_the_application_wrote_
     changed = {"orders_order": {5, 7}, "orders_orderline": set(
         OrderLine.objects.using(tiers.hot).filter(order_id__in=[6, 7]).values_list("pk", flat=True))}
     Order.objects.get(pk=7).delete()  # the copy and its lines
-    run = mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path=path)
+    run = move.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path=path)
     assert run.state == RunState.SUCCEEDED and run.rows == 40
     snap = snapshot(tiers.hot, tiers.cold)  # asserts no row in both tiers
     assert {tier for rows in snap.values() for tier, _ in rows.values()} == {"hot"}

@@ -16,9 +16,10 @@ from django.utils import timezone
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
 from tests.keyed.models import Ticket, Voucher
-from tests.mover_helpers import (FAST_PATHS, assert_lines_follow_orders, content, make_payments, payment_values,
+from tests.move.helpers import (FAST_PATHS, assert_lines_follow_orders, content, make_payments, payment_values,
                                  seed_orders, snapshot)
-from tiering import mover
+from tiering import move
+from tiering.move import batch
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
 from tiering.registry import registry
 from tiering.signals import batch_done, run_finished
@@ -36,16 +37,16 @@ def test_round_trip_is_identical(tiers, path):
     payment = registry.get(Payment)
     order = registry.get(Order)
 
-    run = mover.move(order, Direction.TO_COLD, path=path, batch_size=128)
+    run = move.move(order, Direction.TO_COLD, path=path, batch_size=128)
     assert run.state == RunState.SUCCEEDED and run.rows == 300 and run.child_rows == 900
-    mover.move(payment, Direction.TO_COLD, path=path)
+    move.move(payment, Direction.TO_COLD, path=path)
     assert Order.objects.hot().count() == 0 and OrderLine.objects.using(tiers.hot).count() == 0
     assert payment_values(tiers.cold) == before_payments  # byte for byte, in the other database
     assert payment_values(tiers.hot) == []
 
-    run = mover.move(order, Direction.TO_HOT, all_rows=True, path=path)
+    run = move.move(order, Direction.TO_HOT, all_rows=True, path=path)
     assert run.rows == 300 and run.state == RunState.SUCCEEDED
-    mover.move(payment, Direction.TO_HOT, all_rows=True, path=path)
+    move.move(payment, Direction.TO_HOT, all_rows=True, path=path)
     after = snapshot(tiers.hot, tiers.cold)
     assert content(after) == before_orders
     assert {tier for rows in after.values() for tier, _ in rows.values()} == {"hot"}
@@ -63,16 +64,16 @@ def test_round_trip_is_identical(tiers, path):
 def test_restored_time_policy_rows_are_held(tiers):
     seed_orders(tiers.hot, 20)
     order = registry.get(Order)
-    mover.move(order, Direction.TO_COLD)
-    mover.move(order, Direction.TO_HOT, pks=[1, 2, 3])
+    move.move(order, Direction.TO_COLD)
+    move.move(order, Direction.TO_HOT, pks=[1, 2, 3])
     assert RestoredRow.objects.using(tiers.hot).filter(model_label="orders.Order").count() == 3
-    assert mover.plan(order, Direction.TO_COLD).rows == 0
-    run = mover.move(order, Direction.TO_COLD)
+    assert move.plan(order, Direction.TO_COLD).rows == 0
+    run = move.move(order, Direction.TO_COLD)
     assert run.rows == 0
     assert sorted(Order.objects.hot().values_list("pk", flat=True)) == [1, 2, 3]
     # once the hold period is over they are eligible again
     later = timezone.now() + timedelta(days=91)
-    assert mover.move(order, Direction.TO_COLD, now=later).rows == 3
+    assert move.move(order, Direction.TO_COLD, now=later).rows == 3
 
 
 @pytest.mark.parametrize("model", [Voucher, Ticket], ids=["text", "uuid"])
@@ -90,15 +91,15 @@ def test_text_and_uuid_keys_move_and_are_held(tiers, path, model):
         return ({str(k) for k in model.objects.using(alias).values_list("pk", flat=True)}
                 for alias in (tiers.hot, tiers.cold))
 
-    run = mover.move(tiered, Direction.TO_COLD, path=path)
+    run = move.move(tiered, Direction.TO_COLD, path=path)
     assert (run.state, run.rows, run.path) == (RunState.SUCCEEDED, 15, path)
     assert tuple(tier_keys()) == ({str(k) for k in keys[15:]}, {str(k) for k in keys[:15]})
-    assert mover.move(tiered, Direction.TO_HOT, pks=keys[:3], path=path).rows == 3
-    assert mover.plan(tiered, Direction.TO_COLD).rows == 0
-    assert mover.move(tiered, Direction.TO_COLD, path=path).rows == 0  # held: not sent straight back
+    assert move.move(tiered, Direction.TO_HOT, pks=keys[:3], path=path).rows == 3
+    assert move.plan(tiered, Direction.TO_COLD).rows == 0
+    assert move.move(tiered, Direction.TO_COLD, path=path).rows == 0  # held: not sent straight back
     assert tuple(tier_keys()) == ({str(k) for k in keys[:3] + keys[15:]}, {str(k) for k in keys[3:15]})
     later = now + timedelta(days=31)  # the holds are over and the new rows are old
-    assert mover.move(tiered, Direction.TO_COLD, path=path, now=later).rows == 8
+    assert move.move(tiered, Direction.TO_COLD, path=path, now=later).rows == 8
     assert tuple(tier_keys()) == (set(), {str(k) for k in keys})
 
 
@@ -114,13 +115,13 @@ def test_more_held_rows_than_a_statement_takes_parameters(tiers):
     held = 70_000
     seed_orders(tiers.hot, held, lines=0)
     order = registry.get(Order)
-    assert mover.move(order, Direction.TO_COLD, batch_size=20_000, path=FAST_PATHS[tiers.backend]).rows == held
-    assert mover.move(order, Direction.TO_HOT, all_rows=True, batch_size=20_000, path=FAST_PATHS[tiers.backend]).rows == held
+    assert move.move(order, Direction.TO_COLD, batch_size=20_000, path=FAST_PATHS[tiers.backend]).rows == held
+    assert move.move(order, Direction.TO_HOT, all_rows=True, batch_size=20_000, path=FAST_PATHS[tiers.backend]).rows == held
     assert RestoredRow.objects.using(tiers.hot).filter(model_label="orders.Order").count() == held
-    assert mover.plan(order, Direction.TO_COLD).rows == 0
+    assert move.plan(order, Direction.TO_COLD).rows == 0
     for start_pk, path in ((held + 1, FAST_PATHS[tiers.backend]), (held + 6, "orm")):
         seed_orders(tiers.hot, 5, lines=0, start_pk=start_pk)
-        run = mover.move(order, Direction.TO_COLD, path=path)
+        run = move.move(order, Direction.TO_COLD, path=path)
         assert (run.state, run.rows, run.path) == (RunState.SUCCEEDED, 5, path)
     assert Order.objects.using(tiers.hot).count() == held and Order.objects.using(tiers.cold).count() == 10
 
@@ -130,17 +131,17 @@ def test_batches_shrink_when_they_overrun_the_time_target(tiers, settings):
     smaller, at most 16x per step and down to MIN_BATCH (a target no batch can meet shrinks them all)."""
     settings.TIERING = {**settings.TIERING, "BATCH_TARGET_SECONDS": 1e-9}
     seed_orders(tiers.hot, 1100, lines=0)
-    run = mover.move(registry.get(Order), Direction.TO_COLD)
+    run = move.move(registry.get(Order), Direction.TO_COLD)
     sizes = list(MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq").values_list("rows", flat=True))
-    assert run.rows == 1100 and sizes[:4] == [1000, 62, mover.MIN_BATCH, mover.MIN_BATCH]
+    assert run.rows == 1100 and sizes[:4] == [1000, 62, batch.MIN_BATCH, batch.MIN_BATCH]
 
 
 def test_orm_path_batches_stay_within_its_cap(tiers, settings):
-    """The orm path passes each key of a batch as a query parameter, so its batches stop at ORM_BATCH_CAP
+    """The orm path passes each key of a batch as a query parameter, so its batches stop at 10,000 keys
     even when --batch-size and the time target would let them grow further."""
     settings.TIERING = {**settings.TIERING, "BATCH_TARGET_SECONDS": 1000}  # every batch grows 16x, to the cap
     seed_orders(tiers.hot, 30_000, lines=0)
-    run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=20_000, path="orm")
+    run = move.move(registry.get(Order), Direction.TO_COLD, batch_size=20_000, path="orm")
     sizes = list(MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq").values_list("rows", flat=True))
     assert run.rows == 30_000 and sizes == [1000, 10_000, 10_000, 9000]
 
@@ -148,7 +149,7 @@ def test_orm_path_batches_stay_within_its_cap(tiers, settings):
 def test_only_eligible_rows_move_and_children_follow(tiers):
     seed_orders(tiers.hot, 50, lines=2, old=True)
     seed_orders(tiers.hot, 30, lines=2, old=False, start_pk=51)
-    run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=7)
+    run = move.move(registry.get(Order), Direction.TO_COLD, batch_size=7)
     assert run.rows == 50 and run.child_rows == 100 and run.batches >= 8
     assert set(Order.objects.hot().values_list("pk", flat=True)) == set(range(51, 81))
     assert OrderLine.objects.using(tiers.cold).count() == 100
@@ -160,7 +161,7 @@ def test_dry_run_plan_changes_nothing(tiers):
     seed_orders(tiers.hot, 40, lines=2)
     before = snapshot(tiers.hot, tiers.cold)
     runs = MigrationRun.objects.using(tiers.hot).count()
-    plan = mover.plan(registry.get(Order), Direction.TO_COLD, batch_size=15, limit=30)
+    plan = move.plan(registry.get(Order), Direction.TO_COLD, batch_size=15, limit=30)
     assert (plan.rows, plan.child_rows, plan.batches) == (30, 60, 2) and plan.bytes > 0
     assert snapshot(tiers.hot, tiers.cold) == before
     assert MigrationRun.objects.using(tiers.hot).count() == runs
@@ -173,7 +174,7 @@ def test_limit_and_signals(tiers):
     run_finished.connect(lambda **kw: seen.append(kw["run"].state), weak=False, dispatch_uid="t2")
     progress = []
     try:
-        run = mover.move(registry.get(Order), Direction.TO_COLD, limit=12, batch_size=5, progress=progress.append)
+        run = move.move(registry.get(Order), Direction.TO_COLD, limit=12, batch_size=5, progress=progress.append)
     finally:
         batch_done.disconnect(dispatch_uid="t1")
         run_finished.disconnect(dispatch_uid="t2")
@@ -185,13 +186,13 @@ def test_limit_and_signals(tiers):
 def test_second_run_raises_lock_held_and_stale_lock_is_taken_over(tiers):
     seed_orders(tiers.hot, 10)
     order = registry.get(Order)
-    first = mover.start_run(order, Direction.TO_COLD, trigger="test", selection={})
-    with pytest.raises(mover.LockHeld, match="already being moved"):
-        mover.move(order, Direction.TO_COLD)
+    first = move.start_run(order, Direction.TO_COLD, trigger="test", selection={})
+    with pytest.raises(move.LockHeld, match="already being moved"):
+        move.move(order, Direction.TO_COLD)
     # a parallel worker of the same run shares the lock
-    mover.move(order, Direction.TO_COLD, run=first, key_range=(1, 6))
+    move.move(order, Direction.TO_COLD, run=first, key_range=(1, 6))
     assert Order.objects.cold().count() == 5
-    mover.finish_run(first)
+    move.finish_run(first)
     assert not TierLock.objects.using(tiers.hot).exists()
     # a lock of a dead process on this host, and one with an old heartbeat, are taken over
     dead = MigrationRun.objects.using(tiers.hot).create(model_label="orders.Order", direction=Direction.TO_COLD)
@@ -199,20 +200,20 @@ def test_second_run_raises_lock_held_and_stale_lock_is_taken_over(tiers):
                                              owner=f"{os.uname().nodename}:999999")
     import socket
     TierLock.objects.using(tiers.hot).filter(run=dead).update(owner=f"{socket.gethostname()}:999999")
-    assert mover.move(order, Direction.TO_COLD).rows == 5
+    assert move.move(order, Direction.TO_COLD).rows == 5
     TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=dead, owner="elsewhere:1",
                                              heartbeat_at=timezone.now() - timedelta(hours=1))
-    assert mover.move(order, Direction.TO_COLD).state == RunState.SUCCEEDED
+    assert move.move(order, Direction.TO_COLD).state == RunState.SUCCEEDED
     TierLock.objects.using(tiers.hot).create(name="orders.Order:to_cold", run=dead, owner="elsewhere:1")
-    with pytest.raises(mover.LockHeld):
-        mover.move(order, Direction.TO_COLD)
+    with pytest.raises(move.LockHeld):
+        move.move(order, Direction.TO_COLD)
 
 
 def test_pg_target_sequences_are_advanced(tiers, path):
     if tiers.cold_vendor != "postgresql":
         pytest.skip("sequences are a PostgreSQL matter")
     seed_orders(tiers.hot, 25, lines=2)
-    mover.move(registry.get(Order), Direction.TO_COLD, path=path)
+    move.move(registry.get(Order), Direction.TO_COLD, path=path)
     new = Order.objects.using(tiers.cold).create(customer_id=1, created_at=timezone.now())
     line = OrderLine.objects.using(tiers.cold).create(order=new, sku="S", price=Decimal("1.00"))
     assert new.pk > 25 and line.pk > 50
@@ -223,13 +224,13 @@ def test_promote_moves_a_cold_customer_back_even_while_a_run_holds_the_lock(tier
     for i in range(3):
         Customer.objects.using(tiers.hot).create(email=f"c{i}@x.org", name=f"C{i}", last_seen=old)
     customer = registry.get(Customer)
-    mover.move(customer, Direction.TO_COLD)
+    move.move(customer, Direction.TO_COLD)
     assert Customer.objects.cold().count() == 3
-    holder = mover.start_run(customer, Direction.TO_HOT, trigger="test", selection={})
+    holder = move.start_run(customer, Direction.TO_HOT, trigger="test", selection={})
     try:
         found = Customer.objects.get(email="c1@x.org")  # cold hit -> promote
     finally:
-        mover.finish_run(holder)
+        move.finish_run(holder)
     assert found._state.db == tiers.hot
     assert timezone.now() - found.last_seen < timedelta(minutes=5)
     assert Customer.objects.cold().count() == 2 and Customer.objects.hot().count() == 1
@@ -239,7 +240,7 @@ def test_rows_per_second_per_path(tiers, path, capsys):
     """A quick throughput figure per path (printed, never asserted)."""
     seed_orders(tiers.hot, 5000, lines=2)
     t0 = time.monotonic()
-    run = mover.move(registry.get(Order), Direction.TO_COLD, path=path)
+    run = move.move(registry.get(Order), Direction.TO_COLD, path=path)
     seconds = time.monotonic() - t0
     assert run.rows == 5000
     with capsys.disabled():

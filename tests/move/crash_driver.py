@@ -1,9 +1,9 @@
 """Run one ``migrate_cold`` (or ``restore_hot --all``) of orders.Order in a subprocess, for the crash test.
 
-Usage: python tests/mover_crash_driver.py HOT COLD [BATCH_SIZE [PATH [DIRECTION]]]
+Usage: python tests/move/crash_driver.py HOT COLD [BATCH_SIZE [PATH [DIRECTION]]]
 with DJANGO_SETTINGS_MODULE=tests.settings, HOTCOLD_TEST_SUBPROCESS=1 and the
 parent's HOTCOLD_TEST_RUN/HOTCOLD_TEST_DIR; HOTCOLD_TEST_CRASH_AT=step:n makes
-the mover SIGKILL itself at the n-th ``step`` (see tiering.mover._hook).
+the mover SIGKILL itself at the n-th ``step`` (see tiering.move.faults).
 PATH forces TIERING["MOVE_PATH"] ("fast": the pair's own). DIRECTION is to_cold
 (the default: ``migrate_cold``) or to_hot (``restore_hot --all``). The command
 runs as a user runs it (``--no-input``); prints the run's state and rows and
@@ -12,7 +12,7 @@ exits 0 when the run succeeded.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 import django  # noqa: E402

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from orders.models import Order, OrderLine
 from tests.conftest import PAIRS
-from tests.mover_helpers import TABLES, _table_hashes, content, seed_orders, snapshot
-from tiering import mover
+from tests.move.helpers import TABLES, _table_hashes, content, seed_orders, snapshot
+from tiering import move
 from tiering.models import Direction, MigrationRun
 from tiering.registry import registry
 
@@ -41,7 +42,7 @@ def test_the_schema_pair_has_the_cold_tables_in_their_own_schema(tiers):
         cursor.execute("SELECT current_schema()")
         assert cursor.fetchone()[0] == django_settings.COLD_SCHEMA
     seed_orders(tiers.hot, 12, lines=2)
-    run = mover.move(registry.get(Order), Direction.TO_COLD)
+    run = move.move(registry.get(Order), Direction.TO_COLD)
     assert run.rows == 12 and run.batches == 1
     with connections["pg_hot"].cursor() as cursor:
         cursor.execute(f'SELECT count(*) FROM "{django_settings.COLD_SCHEMA}".orders_orderline')
@@ -56,23 +57,22 @@ def test_the_path_is_chosen_from_the_pair(settings):
     for pair, expected in (("sqlite", "sqlite"), ("postgresql", "pg_copy"), ("pg_schema", "pg_insert")):
         hot, cold = PAIRS[pair]
         settings.TIERING = {**settings.TIERING, "HOT": hot, "COLD": cold}
-        assert mover._choose_path(Direction.TO_COLD, None) == expected, pair
-        assert mover._choose_path(Direction.TO_HOT, None) == expected, pair
+        assert move.choose_path().name == expected, pair
         seed_orders(hot, 5)
-        run = mover.move(registry.get(Order), Direction.TO_COLD)
+        run = move.move(registry.get(Order), Direction.TO_COLD)
         assert run.rows == 5 and Order.objects.cold().count() == 5, pair
         if pair == "postgresql":
-            with pytest.raises(ValueError, match="'pg_insert' needs two PostgreSQL aliases on one database"):
-                mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path="pg_insert")
+            with pytest.raises(ImproperlyConfigured, match="'pg_insert' needs two PostgreSQL aliases on one database"):
+                move.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path="pg_insert")
             assert MigrationRun.objects.using(hot).count() == 1  # refused before a run or lock was written
 
 
 def test_one_database_spelled_two_ways_is_still_one_database(tiers, retune):
     """The server is asked, not the settings: localhost and 127.0.0.1 are one server."""
     retune(tiers.cold, HOST="localhost")
-    assert mover._choose_path(Direction.TO_COLD, None) == "pg_insert"
+    assert move.choose_path().name == "pg_insert"
     seed_orders(tiers.hot, 4)
-    assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 4
+    assert move.move(registry.get(Order), Direction.TO_COLD).rows == 4
 
 
 @pytest.mark.parametrize("forced", [None, "pg_copy", "orm"])
@@ -82,10 +82,10 @@ def test_aliases_on_the_same_database_and_schema_are_refused(tiers, retune, forc
     before = hot_rows(tiers)
     # the cold alias without its search_path: the same tables as hot, under another alias and spelling
     retune(tiers.cold, HOST="localhost", OPTIONS={})
-    for call in (lambda: mover.move(registry.get(Order), Direction.TO_COLD, path=forced),
-                 lambda: mover.start_run(registry.get(Order), Direction.TO_COLD, trigger="test", selection={}),
-                 lambda: mover.promote(registry.get(Order), [1])):
-        with pytest.raises(ValueError, match="same PostgreSQL database and schema 'public'"):
+    for call in (lambda: move.move(registry.get(Order), Direction.TO_COLD, path=forced),
+                 lambda: move.start_run(registry.get(Order), Direction.TO_COLD, trigger="test", selection={}),
+                 lambda: move.promote(registry.get(Order), [1])):
+        with pytest.raises(ImproperlyConfigured, match="same PostgreSQL database and schema 'public'"):
             call()
     assert MigrationRun.objects.using(tiers.hot).count() == 0
     assert hot_rows(tiers) == before
@@ -96,7 +96,7 @@ def test_a_cold_schema_that_does_not_exist_is_a_clear_error(tiers, retune):
     seed_orders(tiers.hot, 3)
     before = content(snapshot(tiers.hot, tiers.cold))
     retune(tiers.cold, OPTIONS={"options": "-c search_path=no_such_schema"})
-    with pytest.raises(ValueError, match="names no existing schema; create it"):
-        mover.move(registry.get(Order), Direction.TO_COLD)
+    with pytest.raises(ImproperlyConfigured, match="names no existing schema; create it"):
+        move.move(registry.get(Order), Direction.TO_COLD)
     assert MigrationRun.objects.using(tiers.hot).count() == 0
     assert content(snapshot(tiers.hot, "pg_cold")) == before

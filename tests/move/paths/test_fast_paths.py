@@ -10,9 +10,11 @@ from django.db import connections
 from django.utils import timezone
 
 from orders.models import Order, OrderLine
-from tests.mover_helpers import (FAST_PATHS, Killed, assert_lines_follow_orders, content, seed_orders,
+from tests.move.helpers import (FAST_PATHS, Killed, assert_lines_follow_orders, content, seed_orders,
                                  snapshot)
-from tiering import mover
+from tiering import move
+from tiering.move import faults, ledger
+from tiering.move.paths.sqlite import SQLiteAttachPath
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState
 from tiering.registry import registry
 
@@ -50,7 +52,7 @@ def test_stale_copies_in_the_target_give_way_to_the_source(tiers):
     Order.objects.using(tiers.cold).filter(pk=3).update(note="stale copy")
     OrderLine.objects.using(tiers.cold).filter(order_id=5).update(sku="STALE")
     OrderLine.objects.using(tiers.cold).create(id=9999, order_id=3, sku="EXTRA", quantity=1, price="1.00")
-    run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
+    run = move.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
     assert run.state == RunState.SUCCEEDED and run.rows == 20 and run.child_rows == 40
     assert MigrationBatch.objects.using(tiers.hot).get(run=run).kept == 0
     after = snapshot(tiers.hot, tiers.cold)
@@ -67,12 +69,12 @@ def test_an_error_after_the_batch_committed_leaves_the_batch_done(tiers, monkeyp
     seed_orders(tiers.hot, 20, lines=2)
     before = content(snapshot(tiers.hot, tiers.cold))
 
-    def checkpoint_fails(ctx, cur):
+    def checkpoint_fails(path, cur):
         raise RuntimeError("after the commit")
 
-    monkeypatch.setattr(mover, "_sqlite_checkpoint", checkpoint_fails)
-    with pytest.raises(mover.MoveError, match="after the commit"):
-        mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite")
+    monkeypatch.setattr(SQLiteAttachPath, "checkpoint", checkpoint_fails)
+    with pytest.raises(move.MoveError, match="after the commit"):
+        move.move(registry.get(Order), Direction.TO_COLD, path="sqlite")
     batch = MigrationBatch.objects.using(tiers.hot).get()
     assert batch.state == BatchState.DONE and batch.rows == 20 and batch.error == ""
     assert MigrationRun.objects.using(tiers.hot).get().state == RunState.FAILED
@@ -87,7 +89,7 @@ def test_batch_keys_are_recorded_as_runs_of_consecutive_integers(tiers):
     assert MigrationBatch.record_keys(["b", "c"]) == ["b", "c"] == MigrationBatch(pks=["b", "c"]).keys()
     seed_orders(tiers.hot, 40, lines=1)
     Order.objects.using(tiers.hot).filter(pk__in=[7, 8, 30]).update(created_at=timezone.now())  # stay hot
-    run = mover.move(registry.get(Order), Direction.TO_COLD, batch_size=25, path=FAST_PATHS[tiers.backend])
+    run = move.move(registry.get(Order), Direction.TO_COLD, batch_size=25, path=FAST_PATHS[tiers.backend])
     batches = MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq")
     assert [b.pks for b in batches] == [{"runs": [[1, 6], [9, 27]]}, {"runs": [[28, 29], [31, 40]]}]
     assert [k for b in batches for k in b.keys()] == [k for k in range(1, 41) if k not in (7, 8, 30)]
@@ -101,7 +103,7 @@ def test_an_extra_child_copy_alone_is_found_and_removed(tiers):
     copy_rows(Order, tiers.hot, tiers.cold, pk=7)
     copy_rows(OrderLine, tiers.hot, tiers.cold, order_id=7)
     OrderLine.objects.using(tiers.cold).create(id=9999, order_id=7, sku="EXTRA", quantity=1, price="1.00")
-    run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
+    run = move.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
     assert run.state == RunState.SUCCEEDED and run.rows == 20 and run.child_rows == 40
     assert content(snapshot(tiers.hot, tiers.cold)) == before
     assert not OrderLine.objects.using(tiers.cold).filter(pk=9999).exists()
@@ -116,13 +118,13 @@ def test_repair_uses_the_key_range_of_a_batch_cut_between_the_two_commits(tiers,
     seed_orders(tiers.hot, 30, lines=1)
     before = content(snapshot(tiers.hot, tiers.cold))
     crashed = cut_between_the_commits(tiers, recorded_keys)
-    repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0, path=FAST_PATHS[tiers.backend])
+    repair = move.move(registry.get(Order), Direction.TO_COLD, limit=0, path=FAST_PATHS[tiers.backend])
     assert repair.state == RunState.STOPPED
     batch = MigrationBatch.objects.using(tiers.hot).get(run=crashed)
     assert batch.state == BatchState.UNDONE and "10 copies removed" in batch.error
     snap = snapshot(tiers.hot, tiers.cold)  # no row in both tiers
     assert content(snap) == before and {t for rows in snap.values() for t, _ in rows.values()} == {"hot"}
-    assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 30
+    assert move.move(registry.get(Order), Direction.TO_COLD).rows == 30
     assert content(snapshot(tiers.hot, tiers.cold)) == before
 
 
@@ -138,7 +140,7 @@ def test_repair_after_a_crash_between_the_commits_honours_a_delete_made_meanwhil
     with connections[tiers.hot].cursor() as cursor:  # the application deletes order 4 in hot
         cursor.execute("DELETE FROM orders_orderline WHERE order_id = 4")
         cursor.execute("DELETE FROM orders_order WHERE id = 4")
-    repair = mover.move(registry.get(Order), Direction.TO_COLD, limit=0)  # goes by the crashed run's flag
+    repair = move.move(registry.get(Order), Direction.TO_COLD, limit=0)  # goes by the crashed run's flag
     assert repair.state == RunState.STOPPED and repair.done_commits_with_delete  # recorded for its own repair
     batch = MigrationBatch.objects.using(tiers.hot).get(run=crashed)
     snap = snapshot(tiers.hot, tiers.cold)  # no row in both tiers
@@ -166,7 +168,7 @@ def test_repair_of_a_restore_cut_between_the_commits_keeps_the_application_s_wri
     order.note = "written after the crash"
     order.save()
     OrderLine.objects.using(tiers.hot).filter(order_id=4).update(sku="CHANGED")
-    repair = mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, limit=0)
+    repair = move.move(registry.get(Order), Direction.TO_HOT, all_rows=True, limit=0)
     assert repair.state == RunState.STOPPED
     batch = MigrationBatch.objects.using(tiers.hot).get(run=crashed)
     assert batch.state == BatchState.DONE and "10 rows finished, 10 cold rows removed" in batch.error
@@ -180,7 +182,7 @@ def test_repair_of_a_restore_cut_between_the_commits_keeps_the_application_s_wri
         assert {pk: v for pk, v in rows.items() if pk not in changed[table]} == {
             pk: v for pk, v in before[table].items() if pk not in changed[table]}
     assert_lines_follow_orders(tiers.hot, tiers.cold)
-    assert mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True).rows == 20
+    assert move.move(registry.get(Order), Direction.TO_HOT, all_rows=True).rows == 20
     assert {t for rows in snapshot(tiers.hot, tiers.cold).values() for t, _ in rows.values()} == {"hot"}
 
 
@@ -198,9 +200,9 @@ def test_repair_of_a_restore_cut_between_the_commits_honours_a_delete_of_a_copy(
     MigrationBatch.objects.using(tiers.hot).filter(run=crashed).update(state=state)
     Order.objects.get(pk=4).delete()  # the copy, with its lines (the cascade)
     assert not Order.objects.using(tiers.hot).filter(pk=4).exists()
-    archived = mover.move(registry.get(Order), Direction.TO_COLD, pks=[5])
+    archived = move.move(registry.get(Order), Direction.TO_COLD, pks=[5])
     assert archived.rows == 1 and not Order.objects.using(tiers.hot).filter(pk=5).exists()
-    repair = mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, limit=0)
+    repair = move.move(registry.get(Order), Direction.TO_HOT, all_rows=True, limit=0)
     assert repair.state == RunState.STOPPED
     batch = MigrationBatch.objects.using(tiers.hot).get(run=crashed)
     snap = snapshot(tiers.hot, tiers.cold)  # no row in both tiers
@@ -226,12 +228,12 @@ def test_orm_path_to_cold_commits_done_with_its_delete(tiers, monkeypatch):
     seed_orders(tiers.hot, 20, lines=2)
     before = content(snapshot(tiers.hot, tiers.cold))
 
-    def ledger_fails(ctx, batch, done):
+    def ledger_fails(ctx, batch, result):
         raise RuntimeError("ledger write failed")
 
-    monkeypatch.setattr(mover, "_record_done", ledger_fails)
-    with pytest.raises(mover.MoveError, match="ledger write failed"):
-        mover.move(registry.get(Order), Direction.TO_COLD, path="orm")
+    monkeypatch.setattr(ledger, "record_done", ledger_fails)
+    with pytest.raises(move.MoveError, match="ledger write failed"):
+        move.move(registry.get(Order), Direction.TO_COLD, path="orm")
     run = MigrationRun.objects.using(tiers.hot).get()
     assert run.path == "orm" and run.done_commits_with_delete and run.state == RunState.FAILED
     assert MigrationBatch.objects.using(tiers.hot).get().state in (BatchState.FAILED, BatchState.UNDONE)
@@ -241,9 +243,9 @@ def test_orm_path_to_cold_commits_done_with_its_delete(tiers, monkeypatch):
 
 def test_selection_with_a_join_moves_on_the_orm_path(tiers):
     seed_orders(tiers.hot, 10, lines=2)
-    mover.move(registry.get(Order), Direction.TO_COLD)
+    move.move(registry.get(Order), Direction.TO_COLD)
     sku = OrderLine.objects.using(tiers.cold).get(pk=7).sku
-    run = mover.move(registry.get(Order), Direction.TO_HOT, where={"lines__sku": sku})
+    run = move.move(registry.get(Order), Direction.TO_HOT, where={"lines__sku": sku})
     assert run.rows == 1 and run.child_rows == 2 and run.path == "orm"
     assert list(Order.objects.hot().values_list("pk", flat=True)) == [4]
     assert_lines_follow_orders(tiers.hot, tiers.cold)
@@ -254,9 +256,9 @@ def test_fast_path_matches_the_orm_path_byte_for_byte(tiers):
     seed_orders(tiers.hot, 200, lines=3)
     before = content(snapshot(tiers.hot, tiers.cold))
     order = registry.get(Order)
-    assert mover.move(order, Direction.TO_COLD, path=FAST_PATHS[tiers.backend], batch_size=64).rows == 200
+    assert move.move(order, Direction.TO_COLD, path=FAST_PATHS[tiers.backend], batch_size=64).rows == 200
     assert content(snapshot(tiers.hot, tiers.cold)) == before
-    run = mover.move(order, Direction.TO_HOT, all_rows=True, path=FAST_PATHS[tiers.backend], batch_size=64)
+    run = move.move(order, Direction.TO_HOT, all_rows=True, path=FAST_PATHS[tiers.backend], batch_size=64)
     assert run.rows == 200 and run.child_rows == 600
     snap = snapshot(tiers.hot, tiers.cold)
     assert content(snap) == before and {t for rows in snap.values() for t, _ in rows.values()} == {"hot"}
@@ -273,8 +275,8 @@ def test_a_target_that_alters_rows_as_they_are_written_deletes_nothing_from_the_
     before = content(snapshot(tiers.hot, tiers.cold))
     with every_fifth_line_altered_on_insert(tiers.cold, tiers.backend):
         try:
-            run = mover.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
-        except mover.MoveError as exc:  # PostgreSQL: a batch copied straight in that differs fails whole
+            run = move.move(registry.get(Order), Direction.TO_COLD, path=FAST_PATHS[tiers.backend])
+        except move.MoveError as exc:  # PostgreSQL: a batch copied straight in that differs fails whole
             run = exc.run
             assert run.state == RunState.FAILED and "still differs" in run.error
         else:  # one-transaction paths: the parents whose lines differ are copied again, then stay in the source
@@ -304,14 +306,14 @@ def test_a_restore_on_the_orm_path_commits_in_hot_only_copies_that_match_cold(ti
             raise Killed(step)
 
     with every_fifth_line_altered_on_insert(tiers.hot, tiers.backend):
-        monkeypatch.setattr(mover, "_hook", killed_after_the_copy)
+        monkeypatch.setattr(faults, "checkpoint", killed_after_the_copy)
         with pytest.raises(Killed):
-            mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path="orm")
+            move.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path="orm")
         monkeypatch.undo()
         hot_now = set(Order.objects.using(tiers.hot).values_list("pk", flat=True))
         assert hot_now == set(range(1, 13)) - altered  # the matching copies committed, the altered did not
         assert not OrderLine.objects.using(tiers.hot).filter(sku="ALTERED").exists()
-        run = mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path="orm")
+        run = move.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path="orm")
         assert run.state == RunState.SUCCEEDED and run.rows == 0
         assert MigrationBatch.objects.using(tiers.hot).get(run=run).kept == len(altered)
     snap = snapshot(tiers.hot, tiers.cold)  # the repair settled the copies; the altered rows stay in cold
@@ -356,7 +358,7 @@ def test_sqlite_batch_switches_foreign_key_checks_off_only_for_itself(settings):
         return execute(sql, params, many, context)
 
     with connections["cold"].execute_wrapper(record):
-        run = mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite", batch_size=10)
+        run = move.move(registry.get(Order), Direction.TO_COLD, path="sqlite", batch_size=10)
     assert run.rows == 30 and seen and set(seen) == {0}
     with connections["cold"].cursor() as cur:
         assert cur.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -380,7 +382,7 @@ def test_sqlite_batch_bytes_count_text_by_its_bytes_and_numbers_as_eight(setting
             return cur.execute(f"SELECT total({size}) FROM {qn(model._meta.db_table)}").fetchone()[0]
 
     expected = measured(Order) + measured(OrderLine)
-    run = mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite")
+    run = move.move(registry.get(Order), Direction.TO_COLD, path="sqlite")
     assert run.rows == 25 and run.bytes == expected > 25 * 8
 
 
@@ -405,7 +407,7 @@ def test_sqlite_batch_syncs_the_target_fully_and_hands_back_the_connection_setti
                   cur.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
     assert before[0] < 2 and before[1] > 0  # the site's NORMAL, SQLite's auto-checkpoint
     with connections["cold"].execute_wrapper(record):
-        run = mover.move(registry.get(Order), Direction.TO_COLD, path="sqlite", batch_size=10)
+        run = move.move(registry.get(Order), Direction.TO_COLD, path="sqlite", batch_size=10)
     assert run.rows == 30 and seen and set(seen) == {(2, 0)}
     with connections["cold"].cursor() as cur:
         assert (cur.execute("PRAGMA main.synchronous").fetchone()[0],
@@ -436,7 +438,7 @@ def test_pg_copy_target_commits_durably_on_a_server_that_does_not(tiers):
         cur.execute("CREATE TRIGGER tiering_test_seen AFTER INSERT ON orders_order FOR EACH STATEMENT "
                     "EXECUTE FUNCTION tiering_test_seen()")
     try:
-        run = mover.move(registry.get(Order), Direction.TO_COLD, path="pg_copy", batch_size=5)
+        run = move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy", batch_size=5)
         assert run.rows == 15
         with connections[tiers.cold].cursor() as cur:
             cur.execute("SELECT setting, count(*) FROM tiering_test_seen GROUP BY setting")

@@ -12,8 +12,10 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from orders.models import Order, OrderLine
-from tests.mover_helpers import assert_lines_follow_orders, content, seed_orders, snapshot
-from tiering import mover
+from tests.move.helpers import assert_lines_follow_orders, content, seed_orders, snapshot
+from tiering import move
+from tiering.move import faults
+from tiering.move.paths.orm import OrmPath
 from tiering.models import BatchState, Direction, MigrationBatch, RunState
 from tiering.registry import registry
 from tiering.signals import batch_done
@@ -79,7 +81,7 @@ def test_concurrent_writers_lose_nothing(tiers, path):
     writer.start()
     try:  # the writer's start-up (its connection) must not take the move's window: the move waits for it
         assert writer.writing.wait(30), writer.error
-        run = mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=40, sleep=0.005)
+        run = move.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=40, sleep=0.005)
     finally:
         writer.stop.set()
         writer.join(30)
@@ -112,7 +114,7 @@ def assert_failed_mid_run_and_the_next_run_finishes(tiers, path: str, run, befor
     snap = snapshot(tiers.hot, tiers.cold)
     assert content(snap) == before
     assert sum(1 for tier, _ in snap["orders_order"].values() if tier == "hot") == total - moved
-    again = mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
+    again = move.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
     assert again.state == RunState.SUCCEEDED and again.rows == total - moved
     if failed.state == BatchState.FAILED:
         failed.refresh_from_db(using=tiers.hot)
@@ -148,8 +150,8 @@ def test_cold_unreachable_mid_run_fails_cleanly_and_next_run_resumes(tiers, path
 
     batch_done.connect(break_cold, weak=False, dispatch_uid="break_cold")
     try:
-        with pytest.raises(mover.MoveError) as info:
-            mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
+        with pytest.raises(move.MoveError) as info:
+            move.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
     finally:
         batch_done.disconnect(dispatch_uid="break_cold")
         cold.close()
@@ -181,8 +183,8 @@ def test_cold_turning_read_only_mid_run_fails_cleanly_and_next_run_resumes(tiers
 
     batch_done.connect(cold_read_only, weak=False, dispatch_uid="cold_read_only")
     try:
-        with pytest.raises(mover.MoveError) as info:
-            mover.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
+        with pytest.raises(move.MoveError) as info:
+            move.move(registry.get(Order), Direction.TO_COLD, path=path, batch_size=50)
     finally:
         batch_done.disconnect(dispatch_uid="cold_read_only")
         cold.close()  # the next connection is writable again
@@ -201,8 +203,8 @@ def test_read_only_cold_sqlite_fails_and_deletes_nothing(tiers):
     cold.settings_dict["NAME"] = f"file:{saved['NAME']}?mode=ro"
     cold.settings_dict["OPTIONS"] = {**saved["OPTIONS"], "uri": True}
     try:
-        with pytest.raises(mover.MoveError, match="readonly|read-only|attempt to write"):
-            mover.move(registry.get(Order), Direction.TO_COLD, path="orm", batch_size=30)
+        with pytest.raises(move.MoveError, match="readonly|read-only|attempt to write"):
+            move.move(registry.get(Order), Direction.TO_COLD, path="orm", batch_size=30)
     finally:
         cold.close()
         cold.settings_dict.clear()
@@ -210,7 +212,7 @@ def test_read_only_cold_sqlite_fails_and_deletes_nothing(tiers):
     snap = snapshot(tiers.hot, tiers.cold)
     assert content(snap) == before
     assert {tier for rows in snap.values() for tier, _ in rows.values()} == {"hot"}
-    assert mover.move(registry.get(Order), Direction.TO_COLD).rows == 100
+    assert move.move(registry.get(Order), Direction.TO_COLD).rows == 100
 
 
 @pytest.mark.parametrize("write", ["update", "delete"])
@@ -220,8 +222,8 @@ def test_a_write_racing_a_restore_reaches_the_restored_row(tiers, path, write, m
     (PostgreSQL paths) and gone once the write gets through. The write must still land, on the restored row
     in hot."""
     seed_orders(tiers.hot, 20, lines=1)
-    mover.move(registry.get(Order), Direction.TO_COLD, path=path)
-    real_hook, result = mover._hook, {}
+    move.move(registry.get(Order), Direction.TO_COLD, path=path)
+    real_hook, result = faults.checkpoint, {}
 
     def application_update():
         try:
@@ -240,8 +242,8 @@ def test_a_write_racing_a_restore_reaches_the_restored_row(tiers, path, write, m
             result["thread"].join(0.5)  # its hot UPDATE is done (nothing there yet), its cold one waits or is done
         real_hook(step)
 
-    monkeypatch.setattr(mover, "_hook", update_during_the_copy)
-    run = mover.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path=path)
+    monkeypatch.setattr(faults, "checkpoint", update_during_the_copy)
+    run = move.move(registry.get(Order), Direction.TO_HOT, all_rows=True, path=path)
     result["thread"].join(30)
     assert "error" not in result, result["error"]
     # the orm path commits its copies before its verify: for that while the row is in both tiers and the
@@ -260,20 +262,20 @@ def test_write_between_copy_and_verify_is_kept_on_either_side(tiers, path, monke
     """An application write lands after the copy: on the source row (it stays) or on the copy
     (read from the target tier; the copy becomes the row). Either way the write survives.
     The fast paths have no such window (copy, verify and delete share one locked transaction):
-    see tests/test_mover_fastpath.py."""
+    see tests/move/paths/test_fast_paths.py."""
     if path != "orm":
         pytest.skip("the fast paths copy, verify and delete under one lock: no window between copy and verify")
     seed_orders(tiers.hot, 10, lines=1)
-    real_copy = mover._copy
+    real_copy = OrmPath.copy
 
-    def copy_then_write(ctx, batch, pks):
-        result = real_copy(ctx, batch, pks)
+    def copy_then_write(path, batch, pks):
+        result = real_copy(path, batch, pks)
         Order.objects.using(tiers.cold).filter(pk=3).update(note="changed in the copy")
         Order.objects.using(tiers.hot).filter(pk=4).update(note="changed in the source")
         return result
 
-    monkeypatch.setattr(mover, "_copy", copy_then_write)
-    run = mover.move(registry.get(Order), Direction.TO_COLD, path=path)
+    monkeypatch.setattr(OrmPath, "copy", copy_then_write)
+    run = move.move(registry.get(Order), Direction.TO_COLD, path=path)
     assert run.rows == 9 and MigrationBatch.objects.using(tiers.hot).get(run=run).kept == 1
     snapshot(tiers.hot, tiers.cold)
     assert Order.objects.cold().get(pk=3).note == "changed in the copy"
