@@ -26,8 +26,19 @@ import json
 import sys
 import time
 
-from bench.common import (clone, drop, fill_orders, fmt_rate, median, rate, ratio, run_child,
-                          schema_template, table, timer)
+from bench.common import (
+    clone,
+    drop,
+    fill_orders,
+    fmt_rate,
+    median,
+    rate,
+    ratio,
+    run_child,
+    schema_template,
+    table,
+    timer,
+)
 
 METHODS = ("hotcold", "naive", "limit")
 
@@ -60,8 +71,15 @@ def measure_hotcold(args) -> dict:
     from django.core.management import call_command, load_command_class
 
     _setup()
-    load_command_class("tiering", "migrate_cold")  # start-up, not archiving: import (and compile) it untimed,
-    import tiering.mover  # noqa: F401             # as the other methods import theirs before their timers
+    from django.utils.module_loading import import_string
+
+    from tiering.move import paths
+
+    # start-up, not archiving: import (and compile) the command and the copy paths untimed, as the other
+    # methods import theirs before their timers
+    load_command_class("tiering", "migrate_cold")
+    for path in paths.DEFAULT_PATHS:
+        import_string(path)
     before = _tier_counts()
     with timer() as elapsed:
         call_command("migrate_cold", "--model", "orders.Order", "--no-input", *args.move_args.split(), verbosity=0)

@@ -25,8 +25,21 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import (BENCH_DIR, ROOT, Pair, clone, drop, fill_orders, fmt_rate, pg_connect, rate, ratio,
-                          schema_template, table, timer)
+from bench.common import (
+    BENCH_DIR,
+    ROOT,
+    Pair,
+    clone,
+    drop,
+    fill_orders,
+    fmt_rate,
+    pg_connect,
+    rate,
+    ratio,
+    schema_template,
+    table,
+    timer,
+)
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 REDIS_DB = int(os.environ.get("HOTCOLD_BENCH_REDIS_DB", 7))

@@ -168,7 +168,8 @@ PG_FILL = [
        FROM generate_series(1, {customers}) i""",
     """INSERT INTO orders_order (id, customer_id, created_at, status, total, note)
        SELECT i, 1 + i % {customers},
-              date_trunc('second', now() - interval '{span} days' + (i::float8 * {span} * 86400 / {n}) * interval '1 second'),
+              date_trunc('second', now() - interval '{span} days'"""
+    """ + (i::float8 * {span} * 86400 / {n}) * interval '1 second'),
               (ARRAY['new', 'paid', 'shipped', 'cancelled'])[1 + i % 4],
               round((i % 50000) / 100.0 + 1, 2),
               CASE WHEN i % 10 = 0 THEN NULL ELSE 'order note ' || i END

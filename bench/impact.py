@@ -28,8 +28,20 @@ import subprocess
 import sys
 import time
 
-from bench.common import (PYTHON, ROOT, clone, drop, fill_orders, median, percentile, ratio, run_child,
-                          schema_template, table, timer)
+from bench.common import (
+    PYTHON,
+    ROOT,
+    clone,
+    drop,
+    fill_orders,
+    median,
+    percentile,
+    ratio,
+    run_child,
+    schema_template,
+    table,
+    timer,
+)
 
 OPS = ("get", "list", "insert")
 
@@ -81,8 +93,8 @@ def client(args) -> dict:
     before = for_seconds()
 
     move = subprocess.Popen([PYTHON, "-m", "django", "migrate_cold", "--model", "orders.Order", "--no-input",
-                             "-v", "1", *args.move_args.split()], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             "-v", "1", *args.move_args.split()], cwd=ROOT, env=os.environ.copy(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     with timer() as move_seconds:
         deadline = time.perf_counter() + args.max_seconds
         during = loop(lambda: move.poll() is not None or time.perf_counter() >= deadline)

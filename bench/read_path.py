@@ -29,8 +29,7 @@ import statistics
 import sys
 import time
 
-from bench.common import (Pair, clone, drop, fill_orders, new_pair, pg_admin, pg_connect, ratio, schema_template,
-                          table)
+from bench.common import Pair, clone, drop, fill_orders, new_pair, pg_admin, pg_connect, ratio, schema_template, table
 
 TARGETS = {"get_hot": 1.10, "get_cold": 2.2, "page_first": 1.5, "page_10k": 3.0}
 

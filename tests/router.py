@@ -1,7 +1,8 @@
 """The tests keep tier pairs side by side: SQLite (default/cold), PostgreSQL
 (pg_hot/pg_cold) and PostgreSQL with cold as a schema of the hot database
 (pg_hot/pg_cold_schema). In production one pair is configured; here the
-PostgreSQL aliases get the same table layout as the pair TIERING names."""
+PostgreSQL aliases (and the stand-in vendor's, a cold tier tiering refuses) get
+the same table layout as the pair TIERING names."""
 from tiering.router import TieringRouter
 
 
@@ -9,6 +10,6 @@ class PairedTieringRouter(TieringRouter):
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         if db == "pg_hot":
             return True
-        if db in ("pg_cold", "pg_cold_schema"):
+        if db in ("pg_cold", "pg_cold_schema", "standin"):
             return self.belongs_in_cold(app_label, model_name, hints.get("model"))
         return super().allow_migrate(db, app_label, model_name, **hints)

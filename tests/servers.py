@@ -81,7 +81,8 @@ def ensure_postgres() -> Server:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         subprocess.run(
-            _as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", str(pg_dir / "log"), "-w", "-t", "60", "start"]),
+            _as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l", str(pg_dir / "log"),
+                          "-w", "-t", "60", "start"]),
             check=True, capture_output=True, text=True,
         )
     except (subprocess.CalledProcessError, OSError) as exc:

@@ -1,7 +1,7 @@
 """Test settings: real SQLite files and, when the server starts, real PostgreSQL.
 
-Aliases: ``default``/``cold`` are the SQLite pair, ``pg_hot``/``pg_cold`` the
-PostgreSQL pair, ``pg_hot``/``pg_cold_schema`` PostgreSQL with cold as a schema
+Aliases: ``default``/``cold`` are the SQLite pair, ``standin`` a vendor tiering does not know,
+``pg_hot``/``pg_cold`` the PostgreSQL pair, ``pg_hot``/``pg_cold_schema`` PostgreSQL with cold as a schema
 of the hot database, ``default``/``pg_cold`` hot in SQLite and cold in PostgreSQL.
 The ``tiers`` fixture points TIERING at one pair per test.
 Subprocesses started by tests (crash tests, Celery workers) import these
@@ -30,7 +30,9 @@ def sqlite_test_database(name: str) -> dict:
     return db
 
 
-DATABASES = {"default": sqlite_test_database("hot"), "cold": sqlite_test_database("cold")}
+DATABASES = {"default": sqlite_test_database("hot"), "cold": sqlite_test_database("cold"),
+             # a database tiering has no backend for (tests/standin: SQLite under another vendor name)
+             "standin": {**sqlite_test_database("standin"), "ENGINE": "tests.standin"}}
 
 COLD_SCHEMA = "cold"
 PG = servers.ensure_postgres()

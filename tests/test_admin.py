@@ -14,7 +14,13 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from tests.dashboard_helpers import (
-    ADMIN_ORDER_PERMS, MOVER_PERMS, PASSWORD, count, csrf_token, make_user, order_counts,
+    ADMIN_ORDER_PERMS,
+    MOVER_PERMS,
+    PASSWORD,
+    count,
+    csrf_token,
+    make_user,
+    order_counts,
 )
 from tests.move.helpers import seed_orders
 from tiering import move
@@ -86,7 +92,8 @@ def test_actions_need_move_permission(seeded):
     page = client.get(reverse(CHANGELIST))
     assert "move_to_cold" not in page.content.decode()
     before = order_counts(seeded)
-    response = client.post(reverse(CHANGELIST), {"action": "move_to_cold", ACTION_CHECKBOX_NAME: ["1", "2"], "index": 0})
+    response = client.post(reverse(CHANGELIST),
+                           {"action": "move_to_cold", ACTION_CHECKBOX_NAME: ["1", "2"], "index": 0})
     assert response.status_code in (200, 302)
     assert order_counts(seeded) == before
     assert MigrationRun.objects.count() == 0
@@ -123,7 +130,8 @@ def test_move_to_cold_confirms_then_moves(seeded):
 def test_restore_to_hot(seeded):
     client = client_for("mover", ADMIN_ORDER_PERMS + MOVER_PERMS)
     selected = ["171", "172", "5"]
-    response = client.post(reverse(CHANGELIST), {"action": "restore_to_hot", ACTION_CHECKBOX_NAME: selected, "index": 0})
+    response = client.post(reverse(CHANGELIST),
+                           {"action": "restore_to_hot", ACTION_CHECKBOX_NAME: selected, "index": 0})
     assert '<strong class="source-count">2</strong>' in response.content.decode()
     assert MigrationRun.objects.count() == 0
     client.post(reverse(CHANGELIST), {"action": "restore_to_hot", ACTION_CHECKBOX_NAME: selected, "confirm": "yes"})
@@ -136,7 +144,8 @@ def test_restore_to_hot(seeded):
 
 def test_edit_cold_row_saves_in_cold(tiers):
     old = timezone.now() - timedelta(days=400)
-    customer = Customer.objects.using(tiers.cold).create(email="cold@example.com", name="Cold", last_seen=old, created_at=old)
+    customer = Customer.objects.using(tiers.cold).create(email="cold@example.com", name="Cold", last_seen=old,
+                                                         created_at=old)
     client = client_for("editor", ADMIN_ORDER_PERMS)
     url = reverse("admin:accounts_customer_change", args=[customer.pk])
     page = client.get(url)
@@ -170,7 +179,8 @@ def test_ledger_admin_is_read_only_and_filterable(seeded):
     assert page.status_code == 200
     assert page.context["cl"].result_count == 2
     assert "rows/s" in page.content.decode().lower()
-    filtered = client.get(reverse("admin:tiering_migrationrun_changelist") + "?direction__exact=to_cold&state__exact=succeeded&model_label=orders.Order")
+    filtered = client.get(reverse("admin:tiering_migrationrun_changelist")
+                          + "?direction__exact=to_cold&state__exact=succeeded&model_label=orders.Order")
     assert [r.pk for r in filtered.context["cl"].result_list] == [run.pk]
     by_path = client.get(reverse("admin:tiering_migrationrun_changelist") + f"?path__exact={run.path}")
     assert run.path and by_path.context["cl"].result_count == 2  # both runs took the pair's fast path
@@ -194,7 +204,8 @@ def test_select_across_with_tier_filter(seeded):
     page = client.post(url, form)
     assert '<strong class="selected-count">60</strong>' in page.content.decode()
     assert MigrationRun.objects.count() == 0
-    client.post(url, {"action": "restore_to_hot", ACTION_CHECKBOX_NAME: ["171"], "select_across": "1", "confirm": "yes"})
+    client.post(url, {"action": "restore_to_hot", ACTION_CHECKBOX_NAME: ["171"], "select_across": "1",
+                      "confirm": "yes"})
     run = MigrationRun.objects.get()
     assert run.rows == 60
     assert order_counts(seeded) == {"hot": 230, "cold": 0, "hot_lines": 230, "cold_lines": 0}

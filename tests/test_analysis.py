@@ -95,7 +95,8 @@ def test_json_shape_is_stable(seeded, settings):
     assert doc["cost_per_gb_month"] == {"hot": 1.0, "cold": 0.1}
     (model,) = doc["models"]
     assert list(model) == ["model", "policy", "tiers", "backlog", "histograms", "last_run", "cost"]
-    assert list(model["tiers"]["hot"]) == ["tier", "alias", "vendor", "rows", "child_rows", "bytes", "bytes_method", "monthly_cost"]
+    assert list(model["tiers"]["hot"]) == ["tier", "alias", "vendor", "rows", "child_rows", "bytes", "bytes_method",
+                                           "monthly_cost"]
     assert list(model["cost"]) == ["hot_monthly", "cold_monthly", "total_monthly", "saving_monthly"]
     assert list(model["histograms"][0]["buckets"][0]) == ["label", "min_age_days", "max_age_days", "hot", "cold"]
     assert model["last_run"] is None

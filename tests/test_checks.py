@@ -11,8 +11,8 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import models
 from django.test.utils import isolate_apps, override_settings

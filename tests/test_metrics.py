@@ -44,20 +44,26 @@ def test_scrape_after_move_shows_moved_rows_and_gauges(tiers, fresh_gauges):
     labels = {"model": "orders.Order", "direction": "to_cold"}
     run = move.move(registry.by_label("orders.Order"), Direction.TO_COLD, batch_size=25, trigger="command")
     after = scrape()
-    assert value(after, "tiering_rows_moved_total", **labels) - value(before, "tiering_rows_moved_total", **labels) == run.rows == 60
-    assert value(after, "tiering_child_rows_moved_total", **labels) - value(before, "tiering_child_rows_moved_total", **labels) == 120
-    assert value(after, "tiering_batches_total", **labels) - value(before, "tiering_batches_total", **labels) == run.batches == 3
+    assert (value(after, "tiering_rows_moved_total", **labels)
+            - value(before, "tiering_rows_moved_total", **labels)) == run.rows == 60
+    assert (value(after, "tiering_child_rows_moved_total", **labels)
+            - value(before, "tiering_child_rows_moved_total", **labels)) == 120
+    assert (value(after, "tiering_batches_total", **labels)
+            - value(before, "tiering_batches_total", **labels)) == run.batches == 3
     assert (value(after, "tiering_batch_duration_seconds_count", **labels)
             - value(before, "tiering_batch_duration_seconds_count", **labels)) == 3
     runs = {"model": "orders.Order", "direction": "to_cold", "state": "succeeded"}
     assert value(after, "tiering_runs_total", **runs) - value(before, "tiering_runs_total", **runs) == 1
     # gauges: recomputed after the run, equal to direct counts
     assert value(after, "tiering_tier_rows", model="orders.Order", tier="hot") == count(tiers.hot, "orders_order") == 15
-    assert value(after, "tiering_tier_rows", model="orders.Order", tier="cold") == count(tiers.cold, "orders_order") == 60
-    assert value(after, "tiering_tier_child_rows", model="orders.Order", tier="cold") == count(tiers.cold, "orders_orderline")
+    assert (value(after, "tiering_tier_rows", model="orders.Order", tier="cold")
+            == count(tiers.cold, "orders_order") == 60)
+    assert (value(after, "tiering_tier_child_rows", model="orders.Order", tier="cold")
+            == count(tiers.cold, "orders_orderline"))
     assert value(after, "tiering_tier_bytes", model="orders.Order", tier="cold") > 0
     run.refresh_from_db()
-    assert value(after, "tiering_last_success_timestamp_seconds", **labels) == pytest.approx(run.finished_at.timestamp())
+    assert (value(after, "tiering_last_success_timestamp_seconds", **labels)
+            == pytest.approx(run.finished_at.timestamp()))
     # django-prometheus database wrappers count queries per alias
     if tiers.backend == "sqlite":  # the test settings wrap the SQLite aliases; PostgreSQL test URLs are plain
         for alias in (tiers.hot, tiers.cold):

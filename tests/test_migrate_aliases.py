@@ -31,7 +31,8 @@ def project_tables() -> set[str]:
     """Every table the site's installed apps define (models and many-to-many tables), not the test-only apps."""
     tables = {"django_migrations"}
     for model in apps.get_models(include_auto_created=True):
-        if model._meta.managed and not model._meta.proxy and model._meta.app_config.name in site_settings.INSTALLED_APPS:
+        if (model._meta.managed and not model._meta.proxy
+                and model._meta.app_config.name in site_settings.INSTALLED_APPS):
             tables.add(model._meta.db_table)
     return tables
 
@@ -100,7 +101,8 @@ PG_FKS = """
     FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
     WHERE c.contype = 'f' AND n.nspname = 'public'
 """
-PG_TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+PG_TABLES = ("SELECT table_name FROM information_schema.tables"
+             " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")
 
 
 @contextmanager

@@ -265,18 +265,18 @@ def test_update_or_create_updates_the_tier_that_holds_the_row(tiers, split):
 
 def test_probe_cache_keys_on_filter_values(tiers):
     """Compiled probes are reused per query shape; a different filter value is a different shape."""
-    from tiering import query as tiered_query
+    from tiering import merge
 
     for pk, status, days in [(1, "new", 1), (2, "paid", 2), (3, "new", 3)]:
         order(tiers.hot, pk, days_ago=days, status=status)
     for pk, status, days in [(4, "paid", 100), (5, "new", 101)]:
         order(tiers.cold, pk, days_ago=days, status=status)
-    tiered_query._PROBES.clear()
+    merge.PROBES.clear()
     shapes = []
     for _ in range(2):  # the second round reads the cached probes
         for status, expected in (("new", [1, 3, 5]), ("paid", [2, 4])):
             page = Order.objects.filter(status=status).order_by("-created_at")[:10]
             assert [o.pk for o in page] == expected
-        shapes.append(set(tiered_query._PROBES))
+        shapes.append(set(merge.PROBES))
     assert shapes[0] and shapes[1] == shapes[0]
     assert {shape[-1] for shape in shapes[0]} and len({shape[-1] for shape in shapes[0]}) == 2  # one WHERE per status

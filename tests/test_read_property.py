@@ -10,22 +10,24 @@ oracle orders by ``(..., pk)`` or ``(-field, ..., -pk)``.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from django.db.models import Avg, Count, Max, Min, Q, Sum
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from orders.models import Order
-from tiering import query as tiered_query
+from tiering import merge
 
 DATES = [
-    datetime(2023, 1, 1, tzinfo=dt_timezone.utc),
-    datetime(2023, 1, 1, 0, 0, 0, 500_000, tzinfo=dt_timezone.utc),
-    datetime(2023, 6, 30, 23, 59, 59, tzinfo=dt_timezone.utc),
-    datetime(2024, 2, 29, 12, tzinfo=dt_timezone.utc),
-    datetime(2025, 1, 1, tzinfo=dt_timezone.utc),
+    datetime(2023, 1, 1, tzinfo=UTC),
+    datetime(2023, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC),
+    datetime(2023, 6, 30, 23, 59, 59, tzinfo=UTC),
+    datetime(2024, 2, 29, 12, tzinfo=UTC),
+    datetime(2025, 1, 1, tzinfo=UTC),
 ]
 TOTALS = [Decimal("0.00"), Decimal("9.99"), Decimal("10.00"), Decimal("1234.50")]
 STATUSES = [s for s, _ in Order.Status.choices]
@@ -74,7 +76,7 @@ def queries(draw):
     q["low"] = draw(st.sampled_from([0, 0, 1, 2, 3, 4, 5, 7, 11, 20, 27]))
     q["high"] = draw(st.one_of(st.none(), st.sampled_from([0, 1, 2, 3, 4, 5, 6, 9, 13, 30])))
     q["sliced"] = draw(st.booleans())
-    q["small_page"] = draw(st.sampled_from([tiered_query.SMALL_PAGE, 4]))
+    q["small_page"] = draw(st.sampled_from([merge.SMALL_PAGE, 4]))
     q["chunk"] = draw(st.sampled_from([2, 3, 500]))
     return q
 
@@ -171,12 +173,12 @@ def normalise(result, q):
 
 @contextmanager
 def tuning(q):
-    previous = tiered_query.SMALL_PAGE
-    tiered_query.SMALL_PAGE = q["small_page"]
+    previous = merge.SMALL_PAGE
+    merge.SMALL_PAGE = q["small_page"]
     try:
         yield
     finally:
-        tiered_query.SMALL_PAGE = previous
+        merge.SMALL_PAGE = previous
 
 
 @pytest.mark.django_db(databases="__all__")
@@ -192,7 +194,8 @@ def test_tiered_query_equals_single_database(tiers, settings, rows, q):
     cold.bulk_create([o for o, r in zip(objs, rows) if r["cold"]])
 
     unordered_slice = not q["ordering"] and q["sliced"] and q["shape"] not in ("aggregate", "first", "last")
-    if unordered_slice and q["shape"] in ("models", "values", "values_list", "flat", "named", "iterator", "distinct_status"):
+    if unordered_slice and q["shape"] in ("models", "values", "values_list", "flat", "named", "iterator",
+                                          "distinct_status"):
         q = {**q, "sliced": False}  # an unordered slice has no single right answer
     if q["shape"] == "index" and not q["ordering"]:
         q = {**q, "ordering": ["pk"]}

@@ -39,7 +39,8 @@ def test_creates_one_task_per_tiered_model_with_default_crontab(settings):
         task = tasks[schedule_name(label)]
         assert task.task == ARCHIVE_TASK and json.loads(task.args) == [label] and task.enabled
         cron = task.crontab
-        assert (cron.minute, cron.hour, cron.day_of_month, cron.month_of_year, cron.day_of_week) == ("0", "2", "*", "*", "*")
+        assert ((cron.minute, cron.hour, cron.day_of_month, cron.month_of_year, cron.day_of_week)
+                == ("0", "2", "*", "*", "*"))
         assert cron.timezone.key == "Europe/Paris"
 
 
@@ -72,7 +73,8 @@ def test_disable_enable_survive_resync():
     run()  # a redeploy's resync keeps the pause
     assert not PeriodicTask.objects.get(name=schedule_name("orders.Order")).enabled
     listing = run("--list")
-    assert "disabled  tiering: archive orders.Order" in listing and "enabled   tiering: archive orders.Payment" in listing
+    assert ("disabled  tiering: archive orders.Order" in listing
+            and "enabled   tiering: archive orders.Payment" in listing)
     run("--enable")
     assert PeriodicTask.objects.filter(enabled=True).count() == len(registry)
 

@@ -12,7 +12,8 @@ import pytest
 from celery.result import AsyncResult
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connections, utils as db_utils
+from django.db import connections
+from django.db import utils as db_utils
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -75,7 +76,8 @@ def test_archive_model_end_to_end(tiers, celery_processes):
     assert result["status"] == RunState.SUCCEEDED and result["rows"] == 120 and result["child_rows"] == 240
     assert_tiers(tiers, old, new)
     (run,) = runs(tiers)
-    assert (run.pk, run.state, run.trigger, run.rows, run.retries) == (result["run"], RunState.SUCCEEDED, "task", 120, 0)
+    assert ((run.pk, run.state, run.trigger, run.rows, run.retries)
+            == (result["run"], RunState.SUCCEEDED, "task", 120, 0))
     assert run.batches >= 3 and not MigrationBatch.objects.using(tiers.hot).exclude(state=BatchState.DONE).exists()
     assert "succeeded" in worker.text()
 
@@ -118,7 +120,9 @@ def test_bad_arguments_fail_without_retry(tiers, celery_processes):
 # --- which errors are transient: real errors from the real databases --------------------------------
 
 def test_is_transient_classifies_real_errors(tiers):
-    with pytest.raises(db_utils.ProgrammingError if tiers.vendor == "postgresql" else db_utils.OperationalError) as bad_sql:
+    with pytest.raises(
+        db_utils.ProgrammingError if tiers.vendor == "postgresql" else db_utils.OperationalError
+    ) as bad_sql:
         with connections[tiers.hot].cursor() as cursor:
             cursor.execute("SELECT * FROM no_such_table")
     assert not tasks.is_transient(bad_sql.value)

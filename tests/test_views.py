@@ -5,14 +5,20 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from orders.models import Order
 from tests.dashboard_helpers import (
-    MOVER_PERMS, VIEWER_PERMS, PASSWORD, count, csrf_token, make_user, order_counts,
+    MOVER_PERMS,
+    PASSWORD,
+    VIEWER_PERMS,
+    count,
+    csrf_token,
+    make_user,
+    order_counts,
 )
 from tests.move.helpers import seed_orders
 from tiering import move
 from tiering.models import Direction, MigrationRun, RunState
 from tiering.registry import registry
-from orders.models import Order
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 

@@ -31,7 +31,6 @@ from .registry import registry
 from .text import human_bytes
 
 
-
 class TierFilter(admin.SimpleListFilter):
     """Show one tier only; the list then reads that alias alone."""
 
@@ -213,7 +212,8 @@ class BatchTimingColumns:
 
 class MigrationBatchInline(BatchTimingColumns, admin.TabularInline):
     model = MigrationBatch
-    fields = ["seq", "state", "rows", "child_rows", "bytes", "seconds", "rows_per_second", "key_low", "key_high", "error"]
+    fields = ["seq", "state", "rows", "child_rows", "bytes", "seconds", "rows_per_second", "key_low", "key_high",
+              "error"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -253,7 +253,8 @@ class MigrationRunAdmin(ReadOnlyAdmin):
 
 @admin.register(MigrationBatch)
 class MigrationBatchAdmin(BatchTimingColumns, ReadOnlyAdmin):
-    list_display = ["id", "run", "seq", "state", "rows", "child_rows", "bytes", "seconds", "rows_per_second", "started_at"]
+    list_display = ["id", "run", "seq", "state", "rows", "child_rows", "bytes", "seconds", "rows_per_second",
+                    "started_at"]
     list_filter = ["run__model_label", "run__direction", "state"]
     list_select_related = ["run"]
 

@@ -16,9 +16,10 @@ Bytes on disk cover the model's table, its indexes and its child tables
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from django.db import connections
 from django.db.models import Count, Q
@@ -229,7 +230,8 @@ def analyze(tiered: TieredModel, *, now: datetime | None = None, detail: bool = 
     return figures
 
 
-def analyze_all(labels: Iterable[str] | None = None, *, now: datetime | None = None, detail: bool = True) -> list[ModelFigures]:
+def analyze_all(labels: Iterable[str] | None = None, *, now: datetime | None = None,
+                detail: bool = True) -> list[ModelFigures]:
     """Figures for the named models (``app.Model``), or for every tiered model."""
     now = now or timezone.now()
     models = [registry.by_label(label) for label in labels] if labels else list(registry)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-
 MOVE_PERMISSION = "tiering.move_data"  # needed by every admin and dashboard action that moves rows
 
 
@@ -46,7 +45,8 @@ class MigrationRun(models.Model):
     state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.RUNNING, db_index=True)
     trigger = models.CharField(max_length=20, default="command", help_text="command, task, admin, dashboard, promote")
     policy = models.CharField(max_length=300, blank=True)
-    cutoff = models.DateTimeField(null=True, blank=True, help_text="The 'now' the policy was evaluated at, once per run.")
+    cutoff = models.DateTimeField(null=True, blank=True,
+                                  help_text="The 'now' the policy was evaluated at, once per run.")
     selection = models.JSONField(default=dict, blank=True, help_text="Options and row selection of the run.")
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -99,7 +99,8 @@ class MigrationBatch(models.Model):
     delete_seconds = models.FloatField(default=0)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
-    kept = models.IntegerField(default=0, help_text="Rows left in the source: changed during the move or no longer eligible.")
+    kept = models.IntegerField(
+        default=0, help_text="Rows left in the source: changed during the move or no longer eligible.")
     error = models.TextField(blank=True)
 
     class Meta:

@@ -16,30 +16,19 @@ compares text that way).
 """
 from __future__ import annotations
 
-import heapq
-from collections import namedtuple
-from dataclasses import dataclass
+from collections.abc import Iterator
 from decimal import Decimal
-from functools import total_ordering
 from itertools import chain, groupby, islice
-from typing import Any, Iterator
+from typing import Any
 
-from django.db import connections, transaction
+from django.core.exceptions import FieldDoesNotExist
+from django.db import transaction
 from django.db.models import Avg, Count, F, Max, Min, Sum
 from django.db.models.expressions import OrderBy
 from django.db.models.manager import BaseManager
-from django.db.models.query import (
-    MAX_GET_RESULTS,
-    FlatValuesListIterable,
-    ModelIterable,
-    NamedValuesListIterable,
-    QuerySet,
-    ValuesIterable,
-    ValuesListIterable,
-    prefetch_related_objects,
-)
+from django.db.models.query import MAX_GET_RESULTS, QuerySet, prefetch_related_objects
 
-from . import backends
+from . import backends, merge
 from .access import tracker
 from .conf import tiering_settings
 from .exceptions import LockHeld, TieringQueryError
@@ -47,55 +36,14 @@ from .move import promote
 from .policies import AccessPolicy
 from .registry import registry
 
-# Pages up to this many rows are fetched in one query per tier.
-SMALL_PAGE = 2000
-_HIDDEN = "_tiering_key_"
-
-
-@total_ordering
-class _Desc:
-    """Invert the comparison of a value, for descending sort keys."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __lt__(self, other: "_Desc") -> bool:
-        return other.value < self.value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Desc) and self.value == other.value
-
-
-@dataclass(frozen=True)
-class SortField:
-    name: str  # attname on instances
-    descending: bool
-    nulls_first: bool  # effective placement of NULLs in the output
-    nullable: bool
-
-    def order_by(self) -> OrderBy:
-        # NULL placement is only spelled out for nullable fields, so that an
-        # index on a NOT NULL field keeps serving the ORDER BY.
-        explicit = {} if not self.nullable else (
-            {"nulls_first": True} if self.nulls_first else {"nulls_last": True}
-        )
-        return OrderBy(F(self.name), descending=self.descending, **explicit)
-
-    def key(self, value: Any) -> tuple:
-        if value is None:
-            return (0,) if self.nulls_first else (2,)
-        return (1, _Desc(value) if self.descending else value)
-
 
 class TieredQuerySet(QuerySet):
     # ------------------------------------------------------------ tier choice
-    def hot(self) -> "TieredQuerySet":
+    def hot(self) -> TieredQuerySet:
         """Read the hot tier only."""
         return self.using(tiering_settings.HOT)
 
-    def cold(self) -> "TieredQuerySet":
+    def cold(self) -> TieredQuerySet:
         """Read the cold tier only."""
         return self.using(tiering_settings.COLD)
 
@@ -104,7 +52,7 @@ class TieredQuerySet(QuerySet):
         """True while reads span both tiers (no ``.using()`` pinned an alias)."""
         return self._db is None and registry.get(self.model) is not None
 
-    def _tiers(self) -> tuple["TieredQuerySet", "TieredQuerySet"]:
+    def _tiers(self) -> tuple[TieredQuerySet, TieredQuerySet]:
         return self.hot(), self.cold()
 
     # ------------------------------------------------------------------ get()
@@ -176,7 +124,7 @@ class TieredQuerySet(QuerySet):
 
     update_or_create.alters_data = True
 
-    def _access_policy(self) -> "AccessPolicy | None":
+    def _access_policy(self) -> AccessPolicy | None:
         """The access part of the model's policy, if reads should record access."""
         policy = registry.get(self.model).policy
         return policy.access_policy() if policy else None
@@ -326,12 +274,12 @@ class TieredQuerySet(QuerySet):
         sort = base._sort_fields()
         hot, cold = (tier._ordered_by(sort) for tier in base._tiers())
         distinct = bool(self.query.distinct)
-        if high is not None and high - low <= SMALL_PAGE and not distinct:
-            return iter(_Page(sort, hot, cold, low, high).rows())
-        return _merge_streams(sort, hot, cold, low, high, chunk_size or tiering_settings.READ_CHUNK_SIZE, distinct)
+        if high is not None and high - low <= merge.SMALL_PAGE and not distinct:
+            return iter(merge.Page(sort, hot, cold, low, high).rows())
+        return merge.merge_streams(sort, hot, cold, low, high, chunk_size or tiering_settings.READ_CHUNK_SIZE, distinct)
 
     def _concatenated(
-        self, base: "TieredQuerySet", low: int, high: int | None, chunk_size: int | None
+        self, base: TieredQuerySet, low: int, high: int | None, chunk_size: int | None
     ) -> Iterator[Any]:
         """Unordered: hot rows, then cold rows, with the slice pushed down."""
         hot, cold = base._tiers()
@@ -340,7 +288,7 @@ class TieredQuerySet(QuerySet):
             size = chunk_size or tiering_settings.READ_CHUNK_SIZE
             return chain(hot.iterator(chunk_size=size), cold.iterator(chunk_size=size))
         if base.query.distinct:
-            rows = _unique(chain(hot.iterator(), cold.iterator()))
+            rows = merge.unique(chain(hot.iterator(), cold.iterator()))
             return islice(rows, low, high)
         hot_rows = list(hot[low:high])
         if high is not None and len(hot_rows) == high - low:
@@ -350,13 +298,13 @@ class TieredQuerySet(QuerySet):
         cold_high = None if high is None else high - hot_total
         return iter(hot_rows + list(cold[cold_low:cold_high]))
 
-    def _sort_fields(self) -> list[SortField]:
+    def _sort_fields(self) -> list[merge.SortField]:
         if self.query.extra_order_by:
             raise TieringQueryError("extra(order_by=...) cannot be merged across tiers.")
         opts = self.model._meta
         ordering = self.query.order_by or (opts.ordering if self.query.default_ordering else ())
         nulls_largest = backends.ops(tiering_settings.HOT).nulls_largest
-        fields: list[SortField] = []
+        fields: list[merge.SortField] = []
         for item in ordering:
             name, descending, nulls_first = _parse_ordering(item)
             if name == "pk":
@@ -368,7 +316,7 @@ class TieredQuerySet(QuerySet):
                 )
             try:
                 field = opts.get_field(name)
-            except Exception:
+            except FieldDoesNotExist:
                 raise TieringQueryError(f"Ordering by {name!r} cannot be merged across tiers.") from None
             if field.is_relation:
                 if field.related_model._meta.ordering:
@@ -381,16 +329,16 @@ class TieredQuerySet(QuerySet):
                 nulls_first = None if nulls_first is None else not nulls_first
             if nulls_first is None:
                 nulls_first = nulls_largest == descending
-            fields.append(SortField(field.attname, descending, nulls_first, field.null))
+            fields.append(merge.SortField(field.attname, descending, nulls_first, field.null))
         if not any(f.name == opts.pk.attname for f in fields):
             # The pk tie-breaker runs in the direction of the first field, so that an index
             # on that field (which ends in the row id) serves the whole ORDER BY, and it
             # turns with reverse(), so qs.reverse() is exactly qs backwards.
             descending = fields[0].descending if fields else not self.query.standard_ordering
-            fields.append(SortField(opts.pk.attname, descending, False, False))
+            fields.append(merge.SortField(opts.pk.attname, descending, False, False))
         return fields
 
-    def _ordered_by(self, sort: list[SortField]) -> "TieredQuerySet":
+    def _ordered_by(self, sort: list[merge.SortField]) -> TieredQuerySet:
         clone = self._chain()
         clone.query.standard_ordering = True
         clone.query.clear_ordering(force=True)
@@ -448,7 +396,7 @@ def _select_related_tables(model: Any, select_related: Any) -> set[str]:
     for name, nested in select_related.items():
         try:
             field = model._meta.get_field(name)
-        except Exception:
+        except FieldDoesNotExist:
             continue
         related = field.related_model
         if related is None:
@@ -487,244 +435,6 @@ def _combine(kind: str, values: list[list[Any]]) -> Any:
     if kind == "Sum":
         return sum(present[1:], start=present[0])
     return min(present) if kind == "Min" else max(present)
-
-
-# ------------------------------------------------------------------ row access
-class _Rows:
-    """Fetch a tier's rows together with their sort keys, whatever the iterable."""
-
-    def __init__(self, qs: TieredQuerySet, sort: list[SortField]) -> None:
-        self.sort = sort
-        self.kind = qs._iterable_class
-        self.qs = qs
-        self.hidden = 0
-        if self.kind is ModelIterable:
-            self.qs = _load_sort_fields(qs, sort)
-        else:
-            self.qs = qs.annotate(**{f"{_HIDDEN}{i}": F(f.name) for i, f in enumerate(sort)})
-            self.hidden = len(sort)
-            if self.kind in (FlatValuesListIterable, NamedValuesListIterable):
-                self.names = list(qs._fields) or [
-                    *qs.query.extra_select, *qs.query.values_select, *qs.query.annotation_select
-                ]
-                self.qs._iterable_class = ValuesListIterable
-        if self.kind is NamedValuesListIterable:
-            self.row_class = namedtuple("Row", self.names, rename=True)
-
-    def key(self, row: Any) -> tuple:
-        if self.kind is ModelIterable:
-            values = [getattr(row, f.name) for f in self.sort]
-        elif self.kind is ValuesIterable:
-            values = [row[f"{_HIDDEN}{i}"] for i in range(self.hidden)]
-        else:
-            values = row[-self.hidden:]
-        return tuple(f.key(v) for f, v in zip(self.sort, values))
-
-    def clean(self, row: Any) -> Any:
-        if self.kind is ModelIterable:
-            return row
-        if self.kind is ValuesIterable:
-            for i in range(self.hidden):
-                del row[f"{_HIDDEN}{i}"]
-            return row
-        row = row[: -self.hidden]
-        if self.kind is FlatValuesListIterable:
-            return row[0]
-        if self.kind is NamedValuesListIterable:
-            return self.row_class(*row)
-        return row
-
-    def keyed(self, rows: Any) -> Iterator[tuple[tuple, Any]]:
-        for row in rows:
-            yield self.key(row), row
-
-    def head_key(self, offset: int = 0, reverse: bool = False) -> tuple | None:
-        """The sort key at ``offset`` (or of the last row with ``reverse``), one small query."""
-        shape = _probe_shape(self.qs, self.sort, offset, reverse)
-        probe = _PROBES.get(shape) if shape is not None else None
-        if probe is None:
-            qs = self.qs.reverse() if reverse else self.qs
-            qs = qs.values_list(*(f.name for f in self.sort))[offset : offset + 1]
-            if shape is None:
-                rows = list(qs)
-                return tuple(f.key(v) for f, v in zip(self.sort, rows[0])) if rows else None
-            compiler = qs.query.get_compiler(using=qs.db)
-            probe = (compiler, *compiler.as_sql())
-            if len(_PROBES) >= 256:
-                _PROBES.clear()
-            _PROBES[shape] = probe
-        compiler, sql, params = probe
-        with connections[shape[0]].cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        row = next(compiler.results_iter([[row]], tuple_expected=True))
-        return tuple(f.key(v) for f, v in zip(self.sort, row))
-
-
-# Compiled probe queries by shape: Django's compiler is most of a probe's cost,
-# and a merged page probes the other tier once per request.
-_PROBES: dict[tuple, tuple] = {}
-
-
-def _probe_shape(qs: TieredQuerySet, sort: list[SortField], offset: int, reverse: bool) -> tuple | None:
-    """A cache key that fixes the probe's SQL and parameters, or None when unsure.
-
-    Only single-table queries qualify; their SQL is determined by the alias, the
-    model, the ordering and the WHERE tree (Django makes lookups hashable by value).
-    """
-    query = qs.query
-    if (
-        len(query.alias_map) > 1
-        or query.annotations
-        or query.extra
-        or query.extra_tables
-        or query.distinct
-        or query.group_by is not None
-        or query.combinator
-        or query.where.contains_aggregate
-    ):
-        return None
-    try:
-        shape = (qs.db, qs.model, tuple(sort), offset, reverse, query.select_for_update, query.where)
-        hash(shape)
-    except TypeError:
-        return None
-    return shape
-
-
-def _load_sort_fields(qs: TieredQuerySet, sort: list[SortField]) -> TieredQuerySet:
-    """Undo only()/defer() for the sort fields: reading a deferred key costs a query per row."""
-    names, defer = qs.query.deferred_loading
-    if defer and not names:
-        return qs
-    opts = qs.model._meta
-    sort_names = {opts.get_field(f.name).name for f in sort}
-    qs = qs._chain()
-    qs.query.deferred_loading = (frozenset(names) - sort_names, True) if defer else (frozenset(names) | sort_names, False)
-    return qs
-
-
-class _Page:
-    """One bounded slice ``[low:high]`` of the merge, in as few queries as we can.
-
-    Usual case: one tier's rows in the slice all come before the other tier's
-    first row (time-based tiers split by date do), so the slice is read from
-    that tier alone with the database's own OFFSET. Otherwise the slice is
-    merged from both tiers; a deep offset then first merges keys only.
-    """
-
-    def __init__(self, sort: list[SortField], hot: TieredQuerySet, cold: TieredQuerySet, low: int, high: int) -> None:
-        self.sort, self.low, self.high = sort, low, high
-        self.tiers = [_Rows(hot, sort), _Rows(cold, sort)]
-
-    def rows(self) -> list[Any]:
-        low, high = self.low, self.high
-        if high <= low:
-            return []
-        # Fast path, two queries: read the slice from the tier that came first last time
-        # for this ordering and check it ends before the other tier's first row.
-        memo = (self.tiers[0].qs.model, tuple(self.sort))
-        guess = _FIRST_TIER.get(memo, 0)
-        a, b = self.tiers[guess], self.tiers[1 - guess]
-        page = list(a.qs[low:high])
-        if len(page) == high - low:
-            b_head = b.head_key()
-            if b_head is None or a.key(page[-1]) < b_head:
-                return [a.clean(r) for r in page]
-        heads = [t.head_key() for t in self.tiers]
-        if heads[1] is None or heads[0] is None:
-            only = self.tiers[0] if heads[1] is None else self.tiers[1]
-            return [only.clean(r) for r in only.qs[low:high]]
-        first, second = (0, 1) if heads[0] <= heads[1] else (1, 0)
-        _FIRST_TIER[memo] = first
-        b_head = heads[second]
-        if first != guess:
-            a, b = self.tiers[first], self.tiers[second]
-            page = list(a.qs[low:high])
-        if page and len(page) == high - low and a.key(page[-1]) < b_head:
-            return [a.clean(r) for r in page]
-        if len(page) < high - low and a.head_key(reverse=True) < b_head:
-            a_total = low + len(page) if page else a.qs.count()
-            rest = list(b.qs[max(0, low - a_total) : high - a_total])
-            return [a.clean(r) for r in page] + [b.clean(r) for r in rest]
-        return self._interleaved()
-
-    def _interleaved(self) -> list[Any]:
-        low, high = self.low, self.high
-        starts = self._split_at(low) if low else (0, 0)
-        streams = [t.keyed(t.qs[s : s + high - low]) for t, s in zip(self.tiers, starts)]
-        merged = _dedupe(heapq.merge(*streams, key=lambda kv: kv[0]))
-        # Both tiers fetch the same shape of row, so either one can clean it.
-        return [self.tiers[0].clean(row) for _key, row in islice(merged, high - low)]
-
-    def _split_at(self, low: int) -> tuple[int, int]:
-        """How many of the first ``low`` merged rows come from each tier (keys only)."""
-        names = [f.name for f in self.sort]
-
-        def tagged(tier: _Rows, i: int) -> Iterator[tuple[tuple, int]]:
-            # A function, not a nested generator expression: each stream keeps its own ``i``.
-            for row in tier.qs.values_list(*names)[:low].iterator(chunk_size=5000):
-                yield tuple(f.key(v) for f, v in zip(self.sort, row)), i
-
-        streams = [tagged(t, i) for i, t in enumerate(self.tiers)]
-        counts = [0, 0]
-        previous = None
-        taken = 0
-        for key, i in heapq.merge(*streams, key=lambda kv: kv[0]):
-            if key == previous:
-                counts[i] += 1  # the same row in both tiers (a move in flight) counts once
-                continue
-            if taken == low:
-                break
-            previous = key
-            counts[i] += 1
-            taken += 1
-        return counts[0], counts[1]
-
-
-# (model, sort fields) -> index of the tier whose rows came first last time (0 hot, 1 cold).
-_FIRST_TIER: dict[tuple, int] = {}
-
-
-def _dedupe(merged: Iterator[tuple[tuple, Any]]) -> Iterator[tuple[tuple, Any]]:
-    """Drop the second copy of a row that a move in flight holds in both tiers."""
-    previous = object()
-    for key, row in merged:
-        if key == previous:
-            continue
-        previous = key
-        yield key, row
-
-
-def _merge_streams(
-    sort: list[SortField],
-    hot: TieredQuerySet,
-    cold: TieredQuerySet,
-    low: int,
-    high: int | None,
-    chunk_size: int,
-    distinct: bool,
-) -> Iterator[Any]:
-    tiers = [_Rows(hot, sort), _Rows(cold, sort)]
-    limited = [t.qs if high is None or distinct else t.qs[:high] for t in tiers]
-    streams = [t.keyed(qs.iterator(chunk_size=chunk_size)) for t, qs in zip(tiers, limited)]
-    merged = (row for _key, row in _dedupe(heapq.merge(*streams, key=lambda kv: kv[0])))
-    cleaned = (tiers[0].clean(row) for row in merged)
-    if distinct:
-        cleaned = _unique(cleaned)
-    return islice(cleaned, low, high)
-
-
-def _unique(rows: Iterator[Any]) -> Iterator[Any]:
-    seen: set = set()
-    for row in rows:
-        marker = tuple(row.items()) if isinstance(row, dict) else row
-        if marker in seen:
-            continue
-        seen.add(marker)
-        yield row
 
 
 class TieredManager(BaseManager.from_queryset(TieredQuerySet)):

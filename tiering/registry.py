@@ -127,12 +127,12 @@ def constraints_out_of(tiered: TieredModel) -> list[models.Field]:
     unit = tiered.unit
     parent_fks = {child.fk for child in tiered.children} if len(unit) > 1 else set()
     for model in unit:
-        for field in model._meta.concrete_fields:
-            if not field.is_relation or not field.many_to_one and not field.one_to_one:
+        for fk in model._meta.concrete_fields:
+            if not fk.is_relation or not fk.many_to_one and not fk.one_to_one:
                 continue
-            if field in parent_fks or not field.db_constraint:
+            if fk in parent_fks or not fk.db_constraint:
                 continue
-            found.append(field)
+            found.append(fk)
     return found
 
 

@@ -11,8 +11,8 @@ and leaves ``enabled`` alone so that a paused schedule stays paused.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from celery.schedules import crontab
 from django.conf import settings

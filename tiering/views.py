@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -65,7 +66,8 @@ def _tiered_or_404(label: str) -> TieredModel:
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     schedules = next_runs(now)
-    cards = [card(analyze(tiered, now=now, histograms=False), schedules.get(tiered.label.lower())) for tiered in registry]
+    cards = [card(analyze(tiered, now=now, histograms=False), schedules.get(tiered.label.lower()))
+             for tiered in registry]
     runs = list(MigrationRun.objects.using(tiering_settings.HOT).order_by("-started_at", "-id")[:RECENT_RUNS])
     context = {
         "cards": cards,
@@ -83,7 +85,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(MigrationRun.objects.using(tiering_settings.HOT), pk=pk)
     batches = [
-        {"batch": b, "seconds": batch_seconds(b), "rows_per_second": (b.rows / batch_seconds(b)) if batch_seconds(b) else 0}
+        {"batch": b, "seconds": batch_seconds(b),
+         "rows_per_second": (b.rows / batch_seconds(b)) if batch_seconds(b) else 0}
         for b in run.batch_set.all().order_by("seq")
     ]
     return render(request, "tiering/run_detail.html", {"run": run, "batches": batches, "bytes": human_bytes(run.bytes)})
@@ -195,5 +198,6 @@ def moved_per_day_chart(now: datetime, days: int = CHART_DAYS) -> dict[str, Any]
         })
     return {
         "bars": bars, "peak": peak, "width": days * (bar + gap) + gap, "height": height + top + 24,
-        "bar": bar, "base_y": top + height, "label_y": top + height + 16, "total": sum(b["to_cold"] + b["to_hot"] for b in bars),
+        "bar": bar, "base_y": top + height, "label_y": top + height + 16,
+        "total": sum(b["to_cold"] + b["to_hot"] for b in bars),
     }

@@ -7,7 +7,8 @@ that the content of all rows, both tiers together, did not change.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.db import connections
@@ -27,7 +28,7 @@ class Killed(BaseException):
 
 def seed_orders(alias: str, n: int, *, lines: int = 1, old: bool = True, start_pk: int = 1) -> None:
     """Insert ``n`` orders (ids from ``start_pk``) with ``lines`` lines each, in bulk."""
-    now = datetime.now(dt_timezone.utc)
+    now = datetime.now(UTC)
     rng = random.Random(n)
     orders, order_lines = [], []
     line_pk = (start_pk - 1) * lines + 1

@@ -14,9 +14,9 @@ from django.utils import timezone
 from orders.models import Order, OrderLine
 from tests.move.helpers import assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import move
+from tiering.models import BatchState, Direction, MigrationBatch, RunState
 from tiering.move import faults
 from tiering.move.paths.orm import OrmPath
-from tiering.models import BatchState, Direction, MigrationBatch, RunState
 from tiering.registry import registry
 from tiering.signals import batch_done
 
@@ -254,7 +254,8 @@ def test_a_write_racing_a_restore_reaches_the_restored_row(tiers, path, write, m
     if write == "update":
         assert run.rows == 20 and Order.objects.hot().get(pk=3).note == "updated during the restore"
     else:
-        assert not Order.objects.filter(pk=3).exists() and not OrderLine.objects.using(tiers.hot).filter(order_id=3).exists()
+        assert (not Order.objects.filter(pk=3).exists()
+                and not OrderLine.objects.using(tiers.hot).filter(order_id=3).exists())
         assert Order.objects.hot().count() == 19
 
 

@@ -16,11 +16,18 @@ from django.utils import timezone
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
 from tests.keyed.models import Ticket, Voucher
-from tests.move.helpers import (FAST_PATHS, assert_lines_follow_orders, content, make_payments, payment_values,
-                                 seed_orders, snapshot)
+from tests.move.helpers import (
+    FAST_PATHS,
+    assert_lines_follow_orders,
+    content,
+    make_payments,
+    payment_values,
+    seed_orders,
+    snapshot,
+)
 from tiering import move
-from tiering.move import batch
 from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RestoredRow, RunState, TierLock
+from tiering.move import batch
 from tiering.registry import registry
 from tiering.signals import batch_done, run_finished
 
@@ -84,7 +91,8 @@ def test_text_and_uuid_keys_move_and_are_held(tiers, path, model):
     now = timezone.now()
     keys = [f"V-{i:02d}" for i in range(20)] if model is Voucher else sorted(uuid.uuid4() for _ in range(20))
     model.objects.using(tiers.hot).bulk_create(
-        [model(pk=key, issued_at=now - timedelta(days=60 if i < 15 else 1), note=f"n{i}") for i, key in enumerate(keys)])
+        [model(pk=key, issued_at=now - timedelta(days=60 if i < 15 else 1), note=f"n{i}")
+         for i, key in enumerate(keys)])
     tiered = registry.get(model)
 
     def tier_keys():
@@ -116,7 +124,8 @@ def test_more_held_rows_than_a_statement_takes_parameters(tiers):
     seed_orders(tiers.hot, held, lines=0)
     order = registry.get(Order)
     assert move.move(order, Direction.TO_COLD, batch_size=20_000, path=FAST_PATHS[tiers.backend]).rows == held
-    assert move.move(order, Direction.TO_HOT, all_rows=True, batch_size=20_000, path=FAST_PATHS[tiers.backend]).rows == held
+    assert move.move(order, Direction.TO_HOT, all_rows=True, batch_size=20_000,
+                     path=FAST_PATHS[tiers.backend]).rows == held
     assert RestoredRow.objects.using(tiers.hot).filter(model_label="orders.Order").count() == held
     assert move.plan(order, Direction.TO_COLD).rows == 0
     for start_pk, path in ((held + 1, FAST_PATHS[tiers.backend]), (held + 6, "orm")):

@@ -67,36 +67,35 @@ def resolve_models(labels: Iterable[str] | None) -> list[TieredModel]:
 
 
 def require_tiers_reachable(models: Iterable[TieredModel]) -> None:
-    """Fail fast (CommandError) unless both tiers answer and hold the tables we will touch.
-
-    A cheap ``SELECT 1`` and a table listing per alias, done before the first
-    batch, so that an unreachable cold database changes nothing.
-    """
+    """Fail fast (CommandError) unless both tiers answer, are databases tiering knows, are not the same
+    tables, and hold the tables we will touch: checked before the first batch, so that an unreachable or
+    unfit cold database changes nothing."""
     tables = set()
     for tiered in models:
-        tables.add(tiered.model._meta.db_table)
-        tables.update(child.model._meta.db_table for child in tiered.children)
+        tables.update(model._meta.db_table for model in tiered.unit)
+    present = {}
     for role, alias in (("hot", tiering_settings.HOT), ("cold", tiering_settings.COLD)):
         try:
             connection = connections[alias]
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
                 cursor.fetchone()
-                present = set(connection.introspection.table_names(cursor))
+                present[role] = set(connection.introspection.table_names(cursor))
         except Exception as exc:  # any driver error means: do not start
             raise CommandError(f"The {role} database (alias {alias!r}) is unreachable: {one_line(exc)}") from None
-        missing = sorted(tables - present)
-        if missing:
-            raise CommandError(
-                f"The {role} database (alias {alias!r}) lacks table(s) {', '.join(missing)}: "
-                f"run 'manage.py migrate --database={alias}'"
-            )
     try:
         reason = backends.same_tables(tiering_settings.HOT, tiering_settings.COLD)
     except ImproperlyConfigured as exc:  # a database tiering has no backend for, a missing schema
         raise CommandError(one_line(exc)) from None
     if reason:  # a move would copy each row onto itself and delete it
         raise CommandError(f"Hot and cold are the same tables: {reason}.")
+    for role, alias in (("hot", tiering_settings.HOT), ("cold", tiering_settings.COLD)):
+        missing = sorted(tables - present[role])
+        if missing:
+            raise CommandError(
+                f"The {role} database (alias {alias!r}) lacks table(s) {', '.join(missing)}: "
+                f"run 'manage.py migrate --database={alias}'"
+            )
 
 
 def check_lock(tiered: TieredModel, direction: str) -> None:
@@ -320,7 +319,9 @@ class MoveCommand(BaseCommand):
         children = f" (+{run.child_rows} child rows)" if run.child_rows else ""
         stopped = ""
         if run.state == RunState.STOPPED:
-            again = "run again (--resume keeps this run's cutoff)" if self.direction == Direction.TO_COLD else "run again"
+            again = "run again"
+            if self.direction == Direction.TO_COLD:
+                again += " (--resume keeps this run's cutoff)"
             stopped = f" — stopped early (limit or max runtime); {again} to continue"
         self.log(
             f"{tiered.label} {Direction(self.direction).label}: {run.rows} rows{children} in {run.batches} batches, "

@@ -64,7 +64,7 @@ def acquire(tiered: TieredModel, direction: str, run: MigrationRun) -> None:
                 TierLock.objects.using(hot).filter(pk=lock.pk, owner=lock.owner,
                                                    heartbeat_at=lock.heartbeat_at)._raw_delete(hot)
                 continue
-            raise LockHeld(describe_holder(tiered, direction, lock))
+            raise LockHeld(describe_holder(tiered, direction, lock)) from None
     raise LockHeld(f"could not take the lock {name}")
 
 

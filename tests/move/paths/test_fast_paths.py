@@ -10,12 +10,11 @@ from django.db import connections
 from django.utils import timezone
 
 from orders.models import Order, OrderLine
-from tests.move.helpers import (FAST_PATHS, Killed, assert_lines_follow_orders, content, seed_orders,
-                                 snapshot)
+from tests.move.helpers import FAST_PATHS, Killed, assert_lines_follow_orders, content, seed_orders, snapshot
 from tiering import move
+from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState
 from tiering.move import faults, ledger
 from tiering.move.paths.sqlite import SQLiteAttachPath
-from tiering.models import BatchState, Direction, MigrationBatch, MigrationRun, RunState
 from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)

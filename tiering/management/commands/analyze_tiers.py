@@ -10,11 +10,12 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from tiering.analysis import analyze_all, keys_in_both, report
-from tiering.text import human_bytes
 from tiering.registry import registry
+from tiering.text import human_bytes
 
 WIDTH = 100
-SHORT = {"pg_total_relation_size": "pg_total_relation_size", "dbstat": "sqlite dbstat", "page_share": "sqlite page share"}
+SHORT = {"pg_total_relation_size": "pg_total_relation_size", "dbstat": "sqlite dbstat",
+         "page_share": "sqlite page share"}
 
 
 class Command(BaseCommand):
@@ -74,7 +75,8 @@ class Command(BaseCommand):
                 t = m["tiers"][tier]
                 out(
                     f"  {tier + ' [' + t['alias'] + ']':<22}{t['rows']:>12,}{t['child_rows']:>12,}"
-                    f"{human_bytes(t['bytes']):>12}{_money(t['monthly_cost']):>10}  {SHORT.get(t['bytes_method'], t['bytes_method'])}"
+                    f"{human_bytes(t['bytes']):>12}{_money(t['monthly_cost']):>10}  "
+                    f"{SHORT.get(t['bytes_method'], t['bytes_method'])}"
                 )
             backlog = m["backlog"]
             out(
@@ -103,11 +105,13 @@ class Command(BaseCommand):
         out("-" * WIDTH)
         out(
             f"{'total hot':<24}{totals['hot']['rows']:>12,}{totals['hot']['child_rows']:>12,}"
-            f"{human_bytes(totals['hot']['bytes']):>12}{_money(totals['hot']['monthly_cost']):>10}  at {prices['hot']}/GB-month"
+            f"{human_bytes(totals['hot']['bytes']):>12}{_money(totals['hot']['monthly_cost']):>10}  "
+            f"at {prices['hot']}/GB-month"
         )
         out(
             f"{'total cold':<24}{totals['cold']['rows']:>12,}{totals['cold']['child_rows']:>12,}"
-            f"{human_bytes(totals['cold']['bytes']):>12}{_money(totals['cold']['monthly_cost']):>10}  at {prices['cold']}/GB-month"
+            f"{human_bytes(totals['cold']['bytes']):>12}{_money(totals['cold']['monthly_cost']):>10}  "
+            f"at {prices['cold']}/GB-month"
         )
         out(
             f"{'backlog':<24}{totals['backlog_rows']:>12,}{'':>12}{human_bytes(totals['backlog_bytes']):>12}"

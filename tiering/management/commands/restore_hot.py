@@ -13,8 +13,9 @@ class Command(MoveCommand):
     help = (
         "Move rows of one tiered model (with their child rows) from the cold back to the hot "
         "database: by primary key, by filter, or all of them. Copy, verify, then delete, in short "
-        "batches. Restored rows are kept from going straight back: a policy's access field is set to "
-        "now, and a time policy's rows are held in hot (RestoredRow) for the policy's age threshold."
+        "batches. Restored rows are kept from going straight back: the next migrate_cold skips them "
+        "because a policy's access field is set to now, and a time policy's rows are held in hot "
+        "(RestoredRow) for the policy's age threshold."
     )
     direction = Direction.TO_HOT
 

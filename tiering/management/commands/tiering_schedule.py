@@ -58,7 +58,8 @@ class Command(BaseCommand):
         for row in rows:
             state = "enabled " if row["enabled"] else "disabled"
             last = row["last_run_at"].isoformat(timespec="seconds") if row["last_run_at"] else "never"
-            self.stdout.write(f"{state}  {row['name']}  {row['schedule']}  last run: {last}  runs: {row['total_run_count']}")
+            self.stdout.write(f"{state}  {row['name']}  {row['schedule']}  last run: {last}  "
+                              f"runs: {row['total_run_count']}")
 
     def say(self, level: int, message: str, style=None) -> None:
         if self.verbosity >= level:

@@ -19,7 +19,6 @@ from .. import faults, ledger
 from .base import BatchResult, temp_table_name
 from .one_connection import OneConnectionPath, Statements
 
-
 ROW_TEXT_BYTES = "coalesce(sum(octet_length(s::text)), 0)"  # the bytes of the source rows ``s`` as row text
 
 
@@ -55,7 +54,8 @@ class PgSchemaPath(OneConnectionPath):
                 cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp.split('.', 1)[1]} (pk {pk_type} PRIMARY KEY) "
                             "ON COMMIT DELETE ROWS")
             # the batch: keys in the range that are eligible now, locked with their children until the commit
-            cur.execute(f"INSERT INTO {self.keys} SELECT pk FROM (SELECT {t.table}.{t.pk} AS pk FROM {sql.src}{t.table} "
+            cur.execute(f"INSERT INTO {self.keys} SELECT pk FROM (SELECT {t.table}.{t.pk} AS pk "
+                        f"FROM {sql.src}{t.table} "
                         f"WHERE {t.table}.{t.pk} >= %s AND {t.table}.{t.pk} <= %s AND ({where}) "
                         f"ORDER BY 1 FOR UPDATE) locked", [keys[0], keys[-1], *params])
             for c, fk in self.children:
