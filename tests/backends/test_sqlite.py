@@ -47,7 +47,7 @@ def test_keys_keep_growing_after_rows_with_higher_keys_moved_in():
     backends.ops("cold").advance_sequences([Order])
     new = Order.objects.using("cold").create(customer_id=1, created_at=Order.objects.cold().get(pk=1).created_at,
                                              status="paid", total="1.00")
-    assert new.pk == 6
+    assert new.pk > 5  # after the keys moved in (a table flushed by an earlier test may have counted further)
 
 
 def test_table_bytes_and_ordering_facts():
