@@ -18,7 +18,7 @@ from django.db import models
 from django.test.utils import isolate_apps, override_settings
 
 from tiering import move
-from tiering.checks import check_aliases, check_tier_tables, check_tiered_models, foreign_key_errors
+from tiering.checks import check_aliases, check_settings, check_tier_tables, check_tiered_models, foreign_key_errors
 from tiering.mixins import TieredSaveMixin
 from tiering.models import Direction
 from tiering.policies import AccessPolicy, HybridPolicy, TimePolicy
@@ -229,6 +229,31 @@ def test_e004_other_integer_settings():
     with override_settings(TIERING={**django_settings.TIERING, "READ_CHUNK_SIZE": 0, "TOUCH_INTERVAL": -1}):
         messages = only(check_aliases(), "tiering.E004")
     assert sorted(m.msg.split("'")[1] for m in messages) == ["READ_CHUNK_SIZE", "TOUCH_INTERVAL"]
+
+
+@pytest.mark.parametrize("changes, ids_", [
+    ({"BATCH_SIZ": 10}, ["tiering.W003"]),
+    ({"BATCH_TARGET_SECONDS": 0}, ["tiering.E014"]),
+    ({"LOCK_STALE_SECONDS": "300", "TOUCH_FLUSH_SECONDS": float("inf")}, ["tiering.E014", "tiering.E014"]),
+    ({"METRICS_REFRESH_SECONDS": True}, ["tiering.E014"]),
+    ({"COST_PER_GB_MONTH": {"hot": 0.25}}, ["tiering.E015"]),
+    ({"COST_PER_GB_MONTH": {"hot": -1, "cold": 0.02}}, ["tiering.E015"]),
+    ({"SCHEDULE": "0 2 * *"}, ["tiering.E016"]),
+    ({"SCHEDULE": "61 2 * * *"}, ["tiering.E016"]),
+], ids=["typo", "zero-seconds", "text-and-infinite-seconds", "bool-seconds", "missing-price", "negative-price",
+        "four-fields", "minute-61"])
+def test_every_other_setting_is_checked(changes, ids_):
+    with override_settings(TIERING={**django_settings.TIERING, **changes}):
+        messages = check_settings()
+    assert sorted(m.id for m in messages) == ids_
+    assert all(any(name in m.msg for m in messages) for name in changes)
+
+
+def test_the_default_settings_pass_and_a_typo_names_the_key():
+    assert check_settings() == []
+    with override_settings(TIERING={**django_settings.TIERING, "BATCH_SIZ": 10}):
+        (message,) = check_settings()
+    assert "'BATCH_SIZ'" in message.msg and message.hint == "Did you mean 'BATCH_SIZE'?"
 
 
 # ----------------------------------------------------------------------- policy checks

@@ -1,11 +1,13 @@
 """System checks for tiering configuration (``manage.py check``).
 
-Ids: tiering.E001-E011 for errors that would lose or hide rows, W0xx for
-settings that work but cost speed or leave a hazard (W002: a save that can
-duplicate a moved row).
+Ids: tiering.E0xx for errors (a configuration that would lose or hide rows,
+or cannot work), W0xx for settings that work but cost speed or leave a
+hazard (W002: a save that can duplicate a moved row; W003: an unknown key).
 """
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -15,7 +17,7 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import DatabaseError, models
 
 from . import backends
-from .conf import tiering_settings
+from .conf import DEFAULTS, tiering_settings
 from .exceptions import UnsupportedDatabase
 from .mixins import TieredSaveMixin
 from .move import paths
@@ -23,6 +25,7 @@ from .policies import HybridPolicy, Policy
 from .query import TieredManager, TieredQuerySet
 from .registry import TieredModel, constraints_into, constraints_out_of
 from .registry import registry as global_registry
+from .schedule import crontab_fields
 
 
 @checks.register(checks.Tags.database, checks.Tags.models)
@@ -56,7 +59,7 @@ def check_aliases(app_configs=None, **kwargs):
                 id="tiering.E003",
             )
         )
-    for name in ("BATCH_SIZE", "TOUCH_INTERVAL", "READ_CHUNK_SIZE"):
+    for name in ("BATCH_SIZE", "TOUCH_INTERVAL", "READ_CHUNK_SIZE", "TOUCH_BUFFER_SIZE"):
         value = getattr(tiering_settings, name)
         if not isinstance(value, int) or value <= 0:
             errors.append(
@@ -66,6 +69,40 @@ def check_aliases(app_configs=None, **kwargs):
                     id="tiering.E004",
                 )
             )
+    return errors
+
+
+@checks.register()
+def check_settings(app_configs=None, **kwargs):
+    """Every other TIERING key: unknown keys (W003), seconds (E014), prices (E015), the crontab (E016)."""
+    errors = []
+    user = getattr(settings, "TIERING", None) or {}
+    for key in sorted(set(user) - set(DEFAULTS)):
+        close = difflib.get_close_matches(key, DEFAULTS, n=1)
+        errors.append(checks.Warning(
+            f"TIERING has the unknown key {key!r}; it is ignored.",
+            hint=f"Did you mean {close[0]!r}?" if close else f"The keys are {', '.join(DEFAULTS)}.",
+            id="tiering.W003"))
+    for name in ("BATCH_TARGET_SECONDS", "TOUCH_FLUSH_SECONDS", "LOCK_STALE_SECONDS", "METRICS_REFRESH_SECONDS"):
+        value = getattr(tiering_settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            errors.append(checks.Error(
+                f"TIERING['{name}'] must be a positive number of seconds, not {value!r}.",
+                hint=f"Set TIERING['{name}'] to a number above 0 or remove it to use the default.",
+                id="tiering.E014"))
+    prices = tiering_settings.COST_PER_GB_MONTH
+    if not isinstance(prices, dict) or not all(
+            isinstance(prices.get(tier), (int, float)) and not isinstance(prices.get(tier), bool)
+            and 0 <= prices[tier] < math.inf for tier in ("hot", "cold")):
+        errors.append(checks.Error(
+            f"TIERING['COST_PER_GB_MONTH'] must give a price of 0 or more for 'hot' and 'cold', not {prices!r}.",
+            hint="For example {'hot': 0.25, 'cold': 0.02} (per GB and month).",
+            id="tiering.E015"))
+    try:
+        crontab_fields(tiering_settings.SCHEDULE)
+    except ValueError as exc:
+        errors.append(checks.Error(f"TIERING['SCHEDULE']: {exc}.", hint="For example '0 2 * * *' (02:00 daily).",
+                                   id="tiering.E016"))
     return errors
 
 
