@@ -21,6 +21,7 @@ from django.db import connections
 from tiering import backends, move
 from tiering.conf import tiering_settings
 from tiering.models import Direction, MigrationRun, RunState
+from tiering.move.locks import describe_holder
 from tiering.registry import TieredModel, registry
 from tiering.text import human_bytes, one_line
 
@@ -106,7 +107,7 @@ def check_lock(tiered: TieredModel, direction: str) -> None:
     """
     lock = move.held_lock(tiered, direction)
     if lock is not None:
-        raise CommandError(move.locks.describe_holder(tiered, direction, lock))
+        raise CommandError(describe_holder(tiered, direction, lock))
 
 
 # --- the command base -------------------------------------------------------------------------
