@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import DatabaseError, models
+from django.db import models
 
 from . import backends
 from .conf import DEFAULTS, tiering_settings
@@ -120,7 +120,7 @@ def check_tier_tables(app_configs=None, databases=None, **kwargs):
     except UnsupportedDatabase as exc:
         return [checks.Error(str(exc), hint="Point TIERING['HOT'] and TIERING['COLD'] at SQLite or PostgreSQL "
                                             "databases.", id="tiering.E012")]
-    except (DatabaseError, ImproperlyConfigured):  # unreachable, or no schema yet: migrate and the mover say so
+    except ImproperlyConfigured:  # no schema yet: migrate and the run say so
         reason = None
     if not reason:
         return []
@@ -263,10 +263,6 @@ def check_tiered_models(app_configs=None, registry: Iterable[TieredModel] | None
 def _check_save_mixin(tiered) -> list[checks.CheckMessage]:
     """tiering.W002: a tiered model or child that saves the Django way duplicates a row that moved after
     the instance was loaded (the UPDATE finds nothing, the INSERT adds a copy in the old tier)."""
-    try:
-        models_ = [tiered.model, *(child.model for child in tiered.children)]
-    except (FieldDoesNotExist, ValueError):  # a bad Tiering.related: tiering.E008
-        models_ = [tiered.model]
     return [
         checks.Warning(
             f"{model._meta.label} is tiered but does not save through TieredSaveMixin: saving an instance whose "
@@ -275,8 +271,11 @@ def _check_save_mixin(tiered) -> list[checks.CheckMessage]:
             obj=model,
             id="tiering.W002",
         )
-        for model in models_ if not issubclass(model, TieredSaveMixin)
+        for model in tiered.unit if not issubclass(model, TieredSaveMixin)
     ]
+
+
+FK_HINT = "Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier."
 
 
 def foreign_key_errors(tiered, tiered_models: list[TieredModel]) -> list[checks.CheckMessage]:
@@ -290,7 +289,7 @@ def _check_foreign_keys(tiered) -> list[checks.CheckMessage]:
         checks.Error(
             f"{field.model._meta.label}.{field.name} keeps a database constraint to "
             f"{field.related_model._meta.label}, whose rows are not moved together with {tiered.label}.",
-            hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
+            hint=FK_HINT,
             obj=field,
             id="tiering.E010",
         )
@@ -302,21 +301,12 @@ def _check_foreign_keys_into_tiers(tiered_models: list[TieredModel]) -> list[che
     """A hot-only table cannot hold a database constraint to a row that may leave hot."""
     errors = []
     for field, target, tiered in constraints_into(tiered_models):
+        where, hint = " keeps", FK_HINT
         if field.many_to_many:
-            errors.append(checks.Error(
-                f"{field.model._meta.label}.{field.name}: its table {field.remote_field.through._meta.db_table} "
-                f"keeps a database constraint to {target._meta.label}, whose rows move to the cold tier with "
-                f"{tiered.label}.",
-                hint="Declare the ManyToManyField with db_constraint=False.",
-                obj=field,
-                id="tiering.E010",
-            ))
-        else:
-            errors.append(checks.Error(
-                f"{field.model._meta.label}.{field.name} keeps a database constraint to "
-                f"{target._meta.label}, whose rows move to the cold tier with {tiered.label}.",
-                hint="Declare the ForeignKey with db_constraint=False; the tiered manager resolves it in either tier.",
-                obj=field,
-                id="tiering.E010",
-            ))
+            where = f": its table {field.remote_field.through._meta.db_table} keeps"
+            hint = "Declare the ManyToManyField with db_constraint=False."
+        errors.append(checks.Error(
+            f"{field.model._meta.label}.{field.name}{where} a database constraint to {target._meta.label}, "
+            f"whose rows move to the cold tier with {tiered.label}.",
+            hint=hint, obj=field, id="tiering.E010"))
     return errors

@@ -56,7 +56,7 @@ def move(
     ``run``: a run opened by ``start_run`` that parallel workers share. ``resumes``: a run that did not
     finish (``resumable_run``); this run takes its cutoff and the ledger records which run it resumes.
     """
-    selection = Selection.of(pks, where, all_rows, key_range)
+    selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
     path_class = choose_path(path)  # refuses tiers that are the same tables before anything is written
     joined = run is not None
@@ -115,7 +115,7 @@ def choose_path(forced: str | None = None) -> type[paths.BaseCopyPath]:
 def plan(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows: bool = False,
          limit: int | None = None, batch_size: int | None = None, now: datetime | None = None) -> MovePlan:
     """What ``move()`` would move, without changing anything (for --dry-run and confirmation)."""
-    selection = Selection.of(pks, where, all_rows)
+    selection = Selection(pks, where, all_rows)
     selection.check(direction, limit, batch_size)
     ctx = MoveContext(tiered, direction, None, now or timezone.now(), selection.q())
     qs = ctx.model._base_manager.using(ctx.source).filter(ctx.eligible_q)
@@ -186,7 +186,7 @@ def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
     pks = list(pks)
     path_class = choose_path()
     run = _create_run(tiered, Direction.TO_HOT, "promote", timezone.now(), {"pks": [str(p) for p in pks]})
-    ctx = MoveContext(tiered, Direction.TO_HOT, run, run.cutoff, Selection.of(pks).q())
+    ctx = MoveContext(tiered, Direction.TO_HOT, run, run.cutoff, Selection(pks).q())
     try:
         _move_selection(ctx, path_class, batch.Pacing())
     except Exception as exc:

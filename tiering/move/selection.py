@@ -66,15 +66,14 @@ def where_sql(model, alias: str, q: Q) -> tuple[str, list] | None:
 class Selection:
     """The rows a caller asks for: keys, a filter, everything, and for parallel workers a key range."""
 
-    pks: list | None = None
+    pks: Iterable[Any] | None = None
     where: Q | dict | None = None
     all_rows: bool = False
     key_range: tuple[Any, Any] | None = None
 
-    @classmethod
-    def of(cls, pks: Iterable[Any] | None = None, where: Q | dict | None = None, all_rows: bool = False,
-           key_range: tuple[Any, Any] | None = None) -> Selection:
-        return cls(None if pks is None else list(pks), where, all_rows, key_range)
+    def __post_init__(self) -> None:
+        if self.pks is not None:  # any iterable of keys, read once
+            object.__setattr__(self, "pks", list(self.pks))
 
     def check(self, direction: str, limit: int | None, batch_size: int | None) -> None:
         """Bad arguments raise ValueError before anything is written."""
