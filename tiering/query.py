@@ -61,7 +61,11 @@ class TieredQuerySet(QuerySet):
         return super().complex_filter(filter_obj)
 
     def select_related(self, *fields: Any) -> TieredQuerySet:
-        if registry.get(self.model) is None or fields == (None,):
+        if fields == (None,):
+            clone = super().select_related(None)
+            clone._related_apart = {}
+            return clone
+        if registry.get(self.model) is None:
             return super().select_related(*fields)
         joined, apart = relations.split_select_related(self.model, fields)
         clone = super().select_related(*joined) if joined or not apart else self._chain()

@@ -374,6 +374,11 @@ def refuse_cross_tier(model, query: Query) -> None:
                 )
 
 
+def refuse_cross_tier_q(model, q: Q) -> None:
+    """``refuse_cross_tier()`` for a selection given as a Q (a move's ``where``, a ``--filter``)."""
+    refuse_cross_tier(model, QuerySet(model).filter(rewrite(model, q)).query)
+
+
 def _subquery_tables(expression: Any) -> set[str]:
     """Tables of the subqueries inside a WHERE tree (``Exists(...)``, ``__in=<queryset>``)."""
     tables: set[str] = set()
