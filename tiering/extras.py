@@ -38,4 +38,4 @@ def has_beat() -> bool:
 
 def missing(what: str, extra: str) -> ImproperlyConfigured:
     """The error of a part used without its extra."""
-    return ImproperlyConfigured(f"{what}: pip install 'hotcold[{extra}]'")
+    return ImproperlyConfigured(f"{what} (pip install 'hotcold[{extra}]')")

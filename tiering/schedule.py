@@ -88,8 +88,7 @@ def plan(labels: Iterable[str] | None = None) -> list[Planned]:
 
 def _models():
     if not extras.has_beat():
-        raise extras.missing("The schedules are django-celery-beat rows: add 'django_celery_beat' to "
-                             "INSTALLED_APPS", extras.CELERY)
+        raise extras.missing("The schedules need django-celery-beat in INSTALLED_APPS", extras.CELERY)
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
     return CrontabSchedule, PeriodicTask

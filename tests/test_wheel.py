@@ -1,0 +1,394 @@
+"""hotcold as a user gets it: the wheel built from this repository, installed (not editable) into a fresh
+virtualenv, added to a new ``django-admin startproject`` the way README.md's "Add hotcold to your project"
+says, with a tiered model of the project's own.
+
+Every command runs in that virtualenv with a temporary directory as its working directory, so nothing of
+the repository (the demo site, the example apps, the tests) is on its path. One project runs on the app
+alone (no extra installed), one with the ``[celery]`` and ``[prometheus]`` extras, a real Celery worker
+and the metrics view. ``pytest -m wheel`` selects these tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.wheel
+
+ROOT = Path(__file__).resolve().parent.parent
+# top-level entries of the repository that a build never needs (the virtualenv, local data, earlier builds)
+NOT_COPIED = {".git", ".venv", "data", "build", "dist", "staticfiles", "artifacts", ".pytest_cache", ".hypothesis"}
+TASKS = ["tiering.analyse", "tiering.archive_model", "tiering.archive_model_parallel", "tiering.archive_range",
+         "tiering.finish_parallel", "tiering.restore"]
+
+# --- what the README tells a project to write -------------------------------------------------------------
+MODELS = '''\
+from datetime import timedelta
+
+from django.db import models
+
+from tiering.mixins import TieredSaveMixin
+from tiering.policies import TimePolicy
+from tiering.query import TieredManager
+
+
+class Invoice(TieredSaveMixin, models.Model):
+    number = models.CharField(max_length=20)
+    issued_at = models.DateTimeField(db_index=True)
+
+    objects = TieredManager()
+
+    class Meta:
+        base_manager_name = "objects"
+
+    class Tiering:
+        policy = TimePolicy("issued_at", older_than=timedelta(days=90))
+'''
+
+ADMIN = '''\
+from django.contrib import admin
+
+from tiering.admin import TieredModelAdmin
+
+from .models import Invoice
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(TieredModelAdmin):
+    list_display = ["number", "issued_at"]
+    ordering = ["-issued_at"]
+'''
+
+SETTINGS = '''
+INSTALLED_APPS += [{apps}]
+DATABASES = {{
+    "default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "hot.sqlite3"}},
+    "cold": {{"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "cold.sqlite3"}},
+}}
+DATABASE_ROUTERS = ["tiering.router.TieringRouter"]
+TIERING = {tiering}
+LOGIN_URL = "admin:login"
+'''
+
+URLS = '''\
+from django.contrib import admin
+from django.urls import include, path
+{imports}
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("tiering/", include("tiering.urls")),
+{metrics}]
+'''
+METRICS_IMPORT = "\nfrom tiering.metrics import export_view\n"
+METRICS_URL = '    path("metrics", export_view, name="prometheus-django-metrics"),\n'
+
+CELERY_APP = '''\
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+
+app = Celery("mysite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+'''
+CELERY_INIT = '''\
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)
+'''
+
+# --- what the test does in the project ----------------------------------------------------------------------
+CREATE = '''
+from datetime import timedelta
+from django.utils import timezone
+from shop.models import Invoice
+now = timezone.now()
+for i in range({old}):
+    Invoice.objects.create(number=f"{prefix}old-{{i}}", issued_at=now - timedelta(days=100 + i))
+for i in range({new}):
+    Invoice.objects.create(number=f"{prefix}new-{{i}}", issued_at=now - timedelta(days=i))
+'''
+COUNTS = '''
+import json
+from shop.models import Invoice
+print(json.dumps({"all": Invoice.objects.count(), "hot": Invoice.objects.hot().count(),
+                  "cold": Invoice.objects.cold().count(), "default": Invoice.objects.using("default").count(),
+                  "cold_alias": Invoice.objects.using("cold").count()}))
+'''
+SAVE = '''
+import json
+from shop.models import Invoice
+invoice = Invoice.objects.get(number="old-3")
+tier = invoice._state.db
+invoice.number = "old-3-paid"
+invoice.save()
+print(json.dumps({"tier": tier, "saved_in_cold": Invoice.objects.cold().filter(number="old-3-paid").count(),
+                  "all": Invoice.objects.count()}))
+'''
+# The Django test client in the project's own process: the dashboard, the admin changelist, "Run now".
+PAGES = '''
+import json, os
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.test.utils import setup_test_environment
+import tiering
+setup_test_environment()
+client = Client()
+client.force_login(get_user_model().objects.get(username="admin"))
+found = {"tiering": os.path.dirname(tiering.__file__)}
+dashboard = client.get("/tiering/")
+found["dashboard"] = dashboard.status_code
+found["dashboard_base"] = [t.origin.name for t in dashboard.templates if t.name == "tiering/base.html"]
+found["dashboard_lists_model"] = "shop.Invoice" in dashboard.content.decode()
+for key, url in (("changelist", "/admin/shop/invoice/"), ("changelist_cold", "/admin/shop/invoice/?tier=cold")):
+    page = client.get(url)
+    found[key] = [page.status_code, page.context["cl"].result_count]
+if RUN_NOW:
+    page = client.post("/tiering/models/shop.Invoice/run/", follow=True)
+    found["run_now"] = [page.status_code, [str(m) for m in page.context["messages"]]]
+if METRICS:
+    page = client.get("/metrics")
+    found["metrics"] = [page.status_code, page.content.decode()]
+print(json.dumps(found))
+'''
+WAIT_FOR_COLD = '''
+import time
+from shop.models import Invoice
+deadline = time.monotonic() + 90
+while Invoice.objects.cold().count() < {cold} and time.monotonic() < deadline:
+    time.sleep(0.5)
+'''
+
+
+def pages(run_now: bool = False, metrics: bool = False) -> str:
+    return PAGES.replace("RUN_NOW", str(run_now)).replace("METRICS", str(metrics))
+
+
+TASK_NAMES = '''
+import json
+from mysite.celery import app
+app.loader.import_default_modules()
+print(json.dumps(sorted(name for name in app.tasks if name.startswith("tiering."))))
+'''
+
+
+@dataclass
+class Project:
+    """A ``startproject`` in a temporary directory and the virtualenv its commands run in."""
+
+    venv: Path
+    dir: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The test's environment without its Django settings and paths (pip's own settings stay)."""
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("DJANGO_", "HOTCOLD_", "PYTHON", "VIRTUAL_ENV", "CELERY", "PROMETHEUS"))}
+        env.update(PATH=f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONNOUSERSITE="1",
+                   **extra)
+        return env
+
+    def run(self, *argv: str, ok: bool = True, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(self.venv / "bin" / argv[0]), *argv[1:]], cwd=self.dir, env=self.env(**env),
+                              capture_output=True, text=True, timeout=timeout)
+        if ok:
+            assert done.returncode == 0, f"{' '.join(argv)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done
+
+    def manage(self, *args: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess:
+        return self.run("python", "manage.py", *args, ok=ok, **env)
+
+    def shell(self, code: str) -> str:
+        return self.manage("shell", "-c", code).stdout
+
+    def json(self, code: str):
+        return json.loads(self.shell(code).strip().splitlines()[-1])
+
+    def write(self, relative: str, text: str, append: bool = False) -> None:
+        path = self.dir / relative
+        with open(path, "a" if append else "w") as file:
+            file.write(text)
+
+    def configure(self, *, apps: list[str], tiering: dict, metrics: bool = False, extra: str = "") -> None:
+        """settings.py as startproject wrote it plus README's lines; urls.py as README shows it."""
+        settings_py = self.dir / "mysite" / "settings.py"
+        original = settings_py.with_suffix(".orig")
+        if not original.exists():
+            shutil.copy(settings_py, original)
+        block = SETTINGS.format(apps=", ".join(map(repr, apps)), tiering=repr(tiering))
+        settings_py.write_text(original.read_text() + block + extra)
+        self.write("mysite/urls.py", URLS.format(imports=METRICS_IMPORT if metrics else "",
+                                                 metrics=METRICS_URL if metrics else ""))
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel, built from a copy of the working tree (an in-tree build would reuse a stale build/)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"
+
+    def ignored(directory: str, names: list[str]) -> set[str]:
+        top = NOT_COPIED if Path(directory) == ROOT else set()
+        return {name for name in names if name in top or name == "__pycache__" or name.endswith(".egg-info")}
+
+    shutil.copytree(ROOT, source, ignore=ignored)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp / "dist"), str(source)],
+                   check=True, capture_output=True, text=True, timeout=300)
+    (built,) = (tmp / "dist").glob("hotcold-*.whl")
+    return built
+
+
+def new_project(tmp_path: Path, wheel: Path, extras: str = "") -> Project:
+    """A fresh virtualenv with the wheel (and ``extras``), a startproject and a startapp of a tiered model."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+    (tmp_path / "site").mkdir()
+    project = Project(venv, tmp_path / "site")
+    project.run("python", "-m", "pip", "install", "-q", f"{wheel}{extras}")
+    project.run("django-admin", "startproject", "mysite", ".")
+    project.manage("startapp", "shop")
+    project.write("shop/models.py", MODELS)
+    project.write("shop/admin.py", ADMIN)
+    return project
+
+
+def adopt(project: Project) -> None:
+    """README's steps after the settings: migrations on both aliases, rows, ``migrate_cold``, reads, pages."""
+    project.manage("makemigrations", "shop")
+    project.manage("migrate", "--no-input")
+    project.manage("migrate", "--database=cold", "--no-input")
+    checked = project.manage("check", "--fail-level", "WARNING", "--database", "default", "--database", "cold")
+    assert "System check identified no issues" in checked.stdout
+    project.shell(CREATE.format(old=30, new=10, prefix=""))
+    assert project.json(COUNTS) == {"all": 40, "hot": 40, "cold": 0, "default": 40, "cold_alias": 0}
+
+    moved = project.manage("migrate_cold", "--no-input")
+    assert "shop.Invoice hot → cold: 30 rows" in moved.stdout, moved.stdout
+    assert project.json(COUNTS) == {"all": 40, "hot": 10, "cold": 30, "default": 10, "cold_alias": 30}
+    # TieredSaveMixin: a cold row read through the manager is saved back into cold, not copied into hot
+    assert project.json(SAVE) == {"tier": "cold", "saved_in_cold": 1, "all": 40}
+
+    project.manage("createsuperuser", "--no-input", "--username", "admin", "--email", "admin@example.com",
+                   DJANGO_SUPERUSER_PASSWORD="admin-pw-for-the-test")
+    found = project.json(pages())
+    assert found["tiering"].startswith(str(project.venv)), found["tiering"]  # the installed app, not the repo
+    assert found["dashboard"] == 200 and found["dashboard_lists_model"]
+    assert found["dashboard_base"] == [os.path.join(found["tiering"], "templates", "tiering", "base.html")]
+    assert found["changelist"] == [200, 40]
+    assert found["changelist_cold"] == [200, 30]
+    css = project.manage("findstatic", "tiering/tiering.css").stdout
+    assert found["tiering"] in css
+
+
+def test_the_wheel_holds_the_tiering_app_alone(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert {name.split("/")[0] for name in names} == {"tiering", wheel.name.split("-py3")[0] + ".dist-info"}
+    for data in ("tiering/templates/tiering/base.html", "tiering/templates/tiering/dashboard.html",
+                 "tiering/templates/admin/tiering/tiered_change_list.html", "tiering/static/tiering/tiering.css",
+                 "tiering/migrations/0001_initial.py", "tiering/management/commands/migrate_cold.py"):
+        assert data in names, data
+    required = [line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
+    assert sorted(r for r in required if "extra ==" not in r) == ["Django<5.3,>=5.2", "tqdm>=4.66"]
+    extras = {line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Provides-Extra: ")}
+    assert {"celery", "prometheus", "postgresql", "demo", "test"} <= extras
+
+
+def test_a_new_project_on_the_app_alone(wheel, tmp_path):
+    project = new_project(tmp_path, wheel)
+    for module in ("accounts", "orders", "hotcold_site", "tests", "bench", "celery", "django_prometheus"):
+        imported = project.run("python", "-c", f"import {module}", ok=False)
+        assert f"No module named '{module}'" in imported.stderr, module
+
+    # a setting that needs an extra that is not installed is named by the checks
+    project.configure(apps=["tiering", "shop"], tiering={"HOT": "default", "COLD": "cold", "SCHEDULE": "30 3 * * *"})
+    checked = project.manage("check", "--fail-level", "WARNING", ok=False)
+    assert checked.returncode == 1
+    assert "tiering.W010" in checked.stderr and "tiering.W011" in checked.stderr, checked.stderr
+    assert "pip install 'hotcold[celery]'" in checked.stderr
+    # the parts that need an extra say which one
+    schedule = project.manage("tiering_schedule", ok=False)
+    assert schedule.returncode == 1
+    assert schedule.stderr.strip().splitlines()[-1] == (
+        "CommandError: The schedules need django-celery-beat in INSTALLED_APPS (pip install 'hotcold[celery]')")
+    for module, needs in (("tasks", "tiering.tasks needs Celery (pip install 'hotcold[celery]')"),
+                          ("metrics", "tiering.metrics needs django-prometheus (pip install 'hotcold[prometheus]')")):
+        imported = project.manage("shell", "-c", f"import tiering.{module}", ok=False)
+        assert f"ImproperlyConfigured: {needs}" in imported.stderr, imported.stderr
+
+    project.configure(apps=["tiering", "shop"], tiering={"HOT": "default", "COLD": "cold", "RUN_IN_PROCESS": True})
+    adopt(project)
+    # "Run now" moves in the web process: 5 more old invoices go cold
+    project.shell(CREATE.format(old=5, new=0, prefix="more-"))
+    found = project.json(pages(run_now=True))
+    assert found["run_now"][0] == 200
+    assert any("5 rows moved" in message for message in found["run_now"][1]), found["run_now"]
+    assert project.json(COUNTS) == {"all": 45, "hot": 10, "cold": 35, "default": 10, "cold_alias": 35}
+
+
+def test_a_new_project_with_celery_and_prometheus(wheel, tmp_path):
+    if settings.REDIS_SKIP_REASON:
+        pytest.skip(f"Redis unavailable for the Celery worker: {settings.REDIS_SKIP_REASON}")
+    project = new_project(tmp_path, wheel, "[celery,prometheus]")
+    queue = f"hotcold-wheel-{uuid.uuid4().hex[:8]}"  # the test Redis is shared: a queue of its own
+    celery_settings = (f"CELERY_BROKER_URL = {settings.REDIS_URL!r}\n"
+                       f"CELERY_TASK_DEFAULT_QUEUE = {queue!r}\n")
+    project.write("mysite/celery.py", CELERY_APP)
+    project.write("mysite/__init__.py", CELERY_INIT)
+    project.configure(apps=["django_celery_beat", "tiering", "shop"], tiering={"HOT": "default", "COLD": "cold"},
+                      metrics=True, extra=celery_settings)
+    adopt(project)
+    assert project.json(TASK_NAMES) == TASKS
+
+    schedule = project.manage("tiering_schedule")
+    assert "created: tiering: archive shop.Invoice  0 2 * * * (UTC)" in schedule.stdout, schedule.stdout
+    listed = project.manage("tiering_schedule", "--list")
+    assert "enabled   tiering: archive shop.Invoice  0 2 * * * (UTC)" in listed.stdout, listed.stdout
+
+    # "Run now" queues tiering.archive_model for the project's own worker
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [str(project.venv / "bin" / "celery"), "-A", "mysite", "worker", "-P", "solo", "-l", "INFO", "-Q", queue,
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=project.dir, env=project.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while " ready." not in log.read_text(errors="replace"):
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        assert all(f". {name}" in log.read_text() for name in TASKS), log.read_text()[-3000:]
+        project.shell(CREATE.format(old=5, new=0, prefix="more-"))
+        found = project.json(pages(run_now=True))
+        assert found["run_now"][0] == 200
+        assert any("queued" in message for message in found["run_now"][1]), found["run_now"]
+        project.shell(WAIT_FOR_COLD.format(cold=35))
+        assert project.json(COUNTS) == {"all": 45, "hot": 10, "cold": 35, "default": 10, "cold_alias": 35}, \
+            log.read_text()[-3000:]
+        assert "Task tiering.archive_model[" in log.read_text() and "succeeded" in log.read_text()
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+
+    found = project.json(pages(metrics=True))
+    status, text = found["metrics"]
+    assert status == 200
+    assert 'tiering_tier_rows{model="shop.Invoice",tier="cold"} 35.0' in text, text[:2000]
+    assert 'tiering_tier_rows{model="shop.Invoice",tier="hot"} 10.0' in text
