@@ -110,78 +110,64 @@ from .celery import app as celery_app
 __all__ = ("celery_app",)
 '''
 
-# --- what the test does in the project ----------------------------------------------------------------------
-CREATE = '''
+# --- what the test does in the project: ``Project.probe(body)`` runs PROBE + body in ``manage.py shell`` and
+# returns its ``found`` dict
+PROBE = '''
+import json, os, time
 from datetime import timedelta
-from django.utils import timezone
-from shop.models import Invoice
-now = timezone.now()
-for i in range({old}):
-    Invoice.objects.create(number=f"{prefix}old-{{i}}", issued_at=now - timedelta(days=100 + i))
-for i in range({new}):
-    Invoice.objects.create(number=f"{prefix}new-{{i}}", issued_at=now - timedelta(days=i))
-'''
-COUNTS = '''
-import json
-from shop.models import Invoice
-print(json.dumps({"all": Invoice.objects.count(), "hot": Invoice.objects.hot().count(),
-                  "cold": Invoice.objects.cold().count(), "default": Invoice.objects.using("default").count(),
-                  "cold_alias": Invoice.objects.using("cold").count()}))
-'''
-SAVE = '''
-import json
-from shop.models import Invoice
-invoice = Invoice.objects.get(number="old-3")
-tier = invoice._state.db
-invoice.number = "old-3-paid"
-invoice.save()
-print(json.dumps({"tier": tier, "saved_in_cold": Invoice.objects.cold().filter(number="old-3-paid").count(),
-                  "all": Invoice.objects.count()}))
-'''
-# The Django test client in the project's own process: the dashboard, the admin changelist, "Run now".
-PAGES = '''
-import json, os
 from django.contrib.auth import get_user_model
+from django.contrib.staticfiles import finders
 from django.test import Client
 from django.test.utils import setup_test_environment
+from django.utils import timezone
 import tiering
-setup_test_environment()
-client = Client()
-client.force_login(get_user_model().objects.get(username="admin"))
+from shop.models import Invoice
 found = {"tiering": os.path.dirname(tiering.__file__)}
-dashboard = client.get("/tiering/")
-found["dashboard"] = dashboard.status_code
-found["dashboard_base"] = [t.origin.name for t in dashboard.templates if t.name == "tiering/base.html"]
-found["dashboard_lists_model"] = "shop.Invoice" in dashboard.content.decode()
-for key, url in (("changelist", "/admin/shop/invoice/"), ("changelist_cold", "/admin/shop/invoice/?tier=cold")):
-    page = client.get(url)
-    found[key] = [page.status_code, page.context["cl"].result_count]
-if RUN_NOW:
+
+def create(old, new, prefix=""):
+    now = timezone.now()
+    for i in range(old):
+        Invoice.objects.create(number=f"{prefix}old-{i}", issued_at=now - timedelta(days=100 + i))
+    for i in range(new):
+        Invoice.objects.create(number=f"{prefix}new-{i}", issued_at=now - timedelta(days=i))
+
+def counts():
+    return {"all": Invoice.objects.count(), "hot": Invoice.objects.hot().count(),
+            "cold": Invoice.objects.cold().count(), "default": Invoice.objects.using("default").count(),
+            "cold_alias": Invoice.objects.using("cold").count()}
+
+def superuser_client():
+    """The Django test client, logged in as a superuser, in the project's own process."""
+    setup_test_environment()
+    User = get_user_model()
+    if not User.objects.filter(username="admin").exists():
+        User.objects.create_superuser("admin", "admin@example.com", "admin-pw-for-the-test")
+    client = Client()
+    client.force_login(User.objects.get(username="admin"))
+    return client
+
+def pages(client):
+    dashboard = client.get("/tiering/")
+    found["dashboard"] = dashboard.status_code
+    found["dashboard_base"] = [t.origin.name for t in dashboard.templates if t.name == "tiering/base.html"]
+    found["dashboard_lists_model"] = "shop.Invoice" in dashboard.content.decode()
+    for key, url in (("changelist", "/admin/shop/invoice/"), ("changelist_cold", "/admin/shop/invoice/?tier=cold")):
+        page = client.get(url)
+        found[key] = [page.status_code, page.context["cl"].result_count]
+    found["css"] = finders.find("tiering/tiering.css")
+
+def run_now(client):
     page = client.post("/tiering/models/shop.Invoice/run/", follow=True)
     found["run_now"] = [page.status_code, [str(m) for m in page.context["messages"]]]
-if METRICS:
-    page = client.get("/metrics")
-    found["metrics"] = [page.status_code, page.content.decode()]
-print(json.dumps(found))
-'''
-WAIT_FOR_COLD = '''
-import time
-from shop.models import Invoice
-deadline = time.monotonic() + 90
-while Invoice.objects.cold().count() < {cold} and time.monotonic() < deadline:
-    time.sleep(0.5)
-'''
 
-
-def pages(run_now: bool = False, metrics: bool = False) -> str:
-    return PAGES.replace("RUN_NOW", str(run_now)).replace("METRICS", str(metrics))
-
-
-TASK_NAMES = '''
-import json
-from mysite.celery import app
-app.loader.import_default_modules()
-print(json.dumps(sorted(name for name in app.tasks if name.startswith("tiering."))))
+def wait_for_runs(runs, seconds=90):
+    """Until ``runs`` runs of the ledger have ended."""
+    from tiering.models import MigrationRun
+    ended = MigrationRun.objects.using("default").filter(finished_at__isnull=False)
+    deadline = time.monotonic() + seconds
+    while ended.count() < runs and time.monotonic() < deadline:
+        time.sleep(0.5)
+    found["runs"] = list(ended.values_list("state", "rows"))
 '''
 
 
@@ -210,11 +196,9 @@ class Project:
     def manage(self, *args: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess:
         return self.run("python", "manage.py", *args, ok=ok, **env)
 
-    def shell(self, code: str) -> str:
-        return self.manage("shell", "-c", code).stdout
-
-    def json(self, code: str):
-        return json.loads(self.shell(code).strip().splitlines()[-1])
+    def probe(self, body: str) -> dict:
+        out = self.manage("shell", "-c", f"{PROBE}\n{body}\nprint(json.dumps(found))").stdout
+        return json.loads(out.strip().splitlines()[-1])
 
     def write(self, relative: str, text: str, append: bool = False) -> None:
         path = self.dir / relative
@@ -253,10 +237,13 @@ def wheel(tmp_path_factory) -> Path:
 def new_project(tmp_path: Path, wheel: Path, extras: str = "") -> Project:
     """A fresh virtualenv with the wheel (and ``extras``), a startproject and a startapp of a tiered model."""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     (tmp_path / "site").mkdir()
     project = Project(venv, tmp_path / "site")
-    project.run("python", "-m", "pip", "install", "-q", f"{wheel}{extras}")
+    # this pip installs into the new virtualenv (--python); without compiling every module, which costs more
+    # than compiling on first import the few that the project imports
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                    "--no-compile", f"{wheel}{extras}"], check=True, timeout=300, env=project.env())
     project.run("django-admin", "startproject", "mysite", ".")
     project.manage("startapp", "shop")
     project.write("shop/models.py", MODELS)
@@ -264,32 +251,22 @@ def new_project(tmp_path: Path, wheel: Path, extras: str = "") -> Project:
     return project
 
 
-def adopt(project: Project) -> None:
-    """README's steps after the settings: migrations on both aliases, rows, ``migrate_cold``, reads, pages."""
+def migrate(project: Project) -> None:
+    """README's steps after the settings: the project's migration, both aliases migrated, a clean check."""
     project.manage("makemigrations", "shop")
     project.manage("migrate", "--no-input")
     project.manage("migrate", "--database=cold", "--no-input")
     checked = project.manage("check", "--fail-level", "WARNING", "--database", "default", "--database", "cold")
     assert "System check identified no issues" in checked.stdout
-    project.shell(CREATE.format(old=30, new=10, prefix=""))
-    assert project.json(COUNTS) == {"all": 40, "hot": 40, "cold": 0, "default": 40, "cold_alias": 0}
 
-    moved = project.manage("migrate_cold", "--no-input")
-    assert "shop.Invoice hot → cold: 30 rows" in moved.stdout, moved.stdout
-    assert project.json(COUNTS) == {"all": 40, "hot": 10, "cold": 30, "default": 10, "cold_alias": 30}
-    # TieredSaveMixin: a cold row read through the manager is saved back into cold, not copied into hot
-    assert project.json(SAVE) == {"tier": "cold", "saved_in_cold": 1, "all": 40}
 
-    project.manage("createsuperuser", "--no-input", "--username", "admin", "--email", "admin@example.com",
-                   DJANGO_SUPERUSER_PASSWORD="admin-pw-for-the-test")
-    found = project.json(pages())
+def check_pages(found: dict, project: Project, rows: int, cold: int) -> None:
     assert found["tiering"].startswith(str(project.venv)), found["tiering"]  # the installed app, not the repo
     assert found["dashboard"] == 200 and found["dashboard_lists_model"]
     assert found["dashboard_base"] == [os.path.join(found["tiering"], "templates", "tiering", "base.html")]
-    assert found["changelist"] == [200, 40]
-    assert found["changelist_cold"] == [200, 30]
-    css = project.manage("findstatic", "tiering/tiering.css").stdout
-    assert found["tiering"] in css
+    assert found["changelist"] == [200, rows]
+    assert found["changelist_cold"] == [200, cold]
+    assert found["css"] == os.path.join(found["tiering"], "static", "tiering", "tiering.css")
 
 
 def test_the_wheel_holds_the_tiering_app_alone(wheel):
@@ -309,9 +286,10 @@ def test_the_wheel_holds_the_tiering_app_alone(wheel):
 
 def test_a_new_project_on_the_app_alone(wheel, tmp_path):
     project = new_project(tmp_path, wheel)
-    for module in ("accounts", "orders", "hotcold_site", "tests", "bench", "celery", "django_prometheus"):
-        imported = project.run("python", "-c", f"import {module}", ok=False)
-        assert f"No module named '{module}'" in imported.stderr, module
+    modules = ["accounts", "orders", "hotcold_site", "tests", "bench", "celery", "django_prometheus"]
+    imported = project.run("python", "-c", "import importlib.util, sys; "
+                           f"print([m for m in {modules!r} if importlib.util.find_spec(m)])")
+    assert imported.stdout.strip() == "[]"  # neither the repository nor an extra is on the path
 
     # a setting that needs an extra that is not installed is named by the checks
     project.configure(apps=["tiering", "shop"], tiering={"HOT": "default", "COLD": "cold", "SCHEDULE": "30 3 * * *"})
@@ -324,19 +302,43 @@ def test_a_new_project_on_the_app_alone(wheel, tmp_path):
     assert schedule.returncode == 1
     assert schedule.stderr.strip().splitlines()[-1] == (
         "CommandError: The schedules need django-celery-beat in INSTALLED_APPS (pip install 'hotcold[celery]')")
-    for module, needs in (("tasks", "tiering.tasks needs Celery (pip install 'hotcold[celery]')"),
-                          ("metrics", "tiering.metrics needs django-prometheus (pip install 'hotcold[prometheus]')")):
-        imported = project.manage("shell", "-c", f"import tiering.{module}", ok=False)
-        assert f"ImproperlyConfigured: {needs}" in imported.stderr, imported.stderr
+    found = project.probe("""
+for module in ("tasks", "metrics"):
+    try:
+        __import__(f"tiering.{module}")
+    except Exception as exc:
+        found[module] = f"{type(exc).__name__}: {exc}"
+""")
+    assert found["tasks"] == "ImproperlyConfigured: tiering.tasks needs Celery (pip install 'hotcold[celery]')"
+    assert found["metrics"] == ("ImproperlyConfigured: tiering.metrics needs django-prometheus "
+                                "(pip install 'hotcold[prometheus]')")
 
     project.configure(apps=["tiering", "shop"], tiering={"HOT": "default", "COLD": "cold", "RUN_IN_PROCESS": True})
-    adopt(project)
-    # "Run now" moves in the web process: 5 more old invoices go cold
-    project.shell(CREATE.format(old=5, new=0, prefix="more-"))
-    found = project.json(pages(run_now=True))
+    migrate(project)
+    assert project.probe("create(30, 10); found['counts'] = counts()")["counts"] == {
+        "all": 40, "hot": 40, "cold": 0, "default": 40, "cold_alias": 0}
+    moved = project.manage("migrate_cold", "--no-input")
+    assert "shop.Invoice hot → cold: 30 rows" in moved.stdout, moved.stdout
+    # TieredSaveMixin: a cold row read through the manager is saved back into cold, not copied into hot
+    found = project.probe("""
+found["before"] = counts()
+invoice = Invoice.objects.get(number="old-3")
+found["tier"] = invoice._state.db
+invoice.number = "old-3-paid"
+invoice.save()
+found["saved_in_cold"] = Invoice.objects.cold().filter(number="old-3-paid").count()
+found["after"] = counts()
+""")
+    assert found["before"] == found["after"] == {"all": 40, "hot": 10, "cold": 30, "default": 10, "cold_alias": 30}
+    assert (found["tier"], found["saved_in_cold"]) == ("cold", 1)
+
+    # the pages, then "Run now", which moves in the web process: 5 more old invoices go cold
+    found = project.probe("client = superuser_client(); pages(client); create(5, 0, 'more-'); run_now(client); "
+                          "found['counts'] = counts()")
+    check_pages(found, project, rows=40, cold=30)
     assert found["run_now"][0] == 200
     assert any("5 rows moved" in message for message in found["run_now"][1]), found["run_now"]
-    assert project.json(COUNTS) == {"all": 45, "hot": 10, "cold": 35, "default": 10, "cold_alias": 35}
+    assert found["counts"] == {"all": 45, "hot": 10, "cold": 35, "default": 10, "cold_alias": 35}
 
 
 def test_a_new_project_with_celery_and_prometheus(wheel, tmp_path):
@@ -350,15 +352,11 @@ def test_a_new_project_with_celery_and_prometheus(wheel, tmp_path):
     project.write("mysite/__init__.py", CELERY_INIT)
     project.configure(apps=["django_celery_beat", "tiering", "shop"], tiering={"HOT": "default", "COLD": "cold"},
                       metrics=True, extra=celery_settings)
-    adopt(project)
-    assert project.json(TASK_NAMES) == TASKS
-
+    migrate(project)
     schedule = project.manage("tiering_schedule")
     assert "created: tiering: archive shop.Invoice  0 2 * * * (UTC)" in schedule.stdout, schedule.stdout
-    listed = project.manage("tiering_schedule", "--list")
-    assert "enabled   tiering: archive shop.Invoice  0 2 * * * (UTC)" in listed.stdout, listed.stdout
 
-    # "Run now" queues tiering.archive_model for the project's own worker
+    # the project's own worker finds the tasks (autodiscover_tasks) and takes "Run now"
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         worker = subprocess.Popen(
@@ -370,15 +368,11 @@ def test_a_new_project_with_celery_and_prometheus(wheel, tmp_path):
         while " ready." not in log.read_text(errors="replace"):
             assert worker.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
             time.sleep(0.2)
-        assert all(f". {name}" in log.read_text() for name in TASKS), log.read_text()[-3000:]
-        project.shell(CREATE.format(old=5, new=0, prefix="more-"))
-        found = project.json(pages(run_now=True))
-        assert found["run_now"][0] == 200
-        assert any("queued" in message for message in found["run_now"][1]), found["run_now"]
-        project.shell(WAIT_FOR_COLD.format(cold=35))
-        assert project.json(COUNTS) == {"all": 45, "hot": 10, "cold": 35, "default": 10, "cold_alias": 35}, \
-            log.read_text()[-3000:]
-        assert "Task tiering.archive_model[" in log.read_text() and "succeeded" in log.read_text()
+        listed = [line.strip()[2:] for line in log.read_text().splitlines() if line.strip().startswith(". tiering.")]
+        assert listed == TASKS, log.read_text()[-3000:]
+        found = project.probe("create(30, 10); client = superuser_client(); run_now(client); wait_for_runs(1); "
+                              "pages(client); found['counts'] = counts(); metrics = client.get('/metrics'); "
+                              "found['metrics'] = [metrics.status_code, metrics.content.decode()]")
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -386,9 +380,13 @@ def test_a_new_project_with_celery_and_prometheus(wheel, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(10)
-
-    found = project.json(pages(metrics=True))
+    assert found["run_now"][0] == 200
+    assert any("queued" in message for message in found["run_now"][1]), found["run_now"]
+    assert found["runs"] == [["succeeded", 30]], log.read_text()[-3000:]
+    assert found["counts"] == {"all": 40, "hot": 10, "cold": 30, "default": 10, "cold_alias": 30}
+    assert "Task tiering.archive_model[" in log.read_text() and "succeeded" in log.read_text()
+    check_pages(found, project, rows=40, cold=30)
     status, text = found["metrics"]
     assert status == 200
-    assert 'tiering_tier_rows{model="shop.Invoice",tier="cold"} 35.0' in text, text[:2000]
+    assert 'tiering_tier_rows{model="shop.Invoice",tier="cold"} 30.0' in text, text[:2000]
     assert 'tiering_tier_rows{model="shop.Invoice",tier="hot"} 10.0' in text
