@@ -123,7 +123,7 @@ class _Crossing:
 
 def rewrite(model: type[models.Model], q: Q) -> Q:
     """``q`` with every condition through another tiered model answered on the key (see the module)."""
-    if registry.get(model) is None and registry.parent_of(model) is None or not _may_cross(model, q):
+    if not _may_cross(model, q) or registry.get(model) is None and registry.parent_of(model) is None:
         return q
     return _rewrite_node(model, q)
 
