@@ -102,6 +102,18 @@ def test_next_run_takes_the_soonest_enabled_schedule_of_a_model(settings):
     assert schedule.next_runs(now)["orders.order"].at == datetime(2026, 12, 2, 13, 30, tzinfo=UTC)
 
 
+@pytest.mark.django_db
+def test_an_interval_schedule_runs_next_from_its_last_run():
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every_6h = IntervalSchedule.objects.create(every=6, period=IntervalSchedule.HOURS)
+    now = datetime(2026, 12, 2, 13, 4, tzinfo=UTC)
+    PeriodicTask.objects.create(name="six-hourly", task=schedule.ARCHIVE_TASK, interval=every_6h,
+                                args='["orders.Order"]', last_run_at=datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
+    found = schedule.next_runs(now)["orders.order"]
+    assert found.at == datetime(2026, 12, 2, 18, 0, tzinfo=UTC) and found.schedule == "every 6 hours"
+
+
 @ALL_DBS
 def test_dashboard_shows_the_next_run_in_the_current_time_zone(tiers, settings):
     settings.TIME_ZONE = "Europe/Paris"
@@ -127,6 +139,15 @@ def test_next_run_shown_in_another_zone_than_the_crontab_s(tiers, settings):
     client = login("viewer", perms=VIEWER_PERMS)
     card = text(card_html(client.get(reverse("tiering:dashboard")).content.decode(), "orders.Order"))
     assert re.search(r"Next scheduled run: \d{4}-\d\d-\d\d 16:00 JST · 0 2 \* \* \* \(America/New_York\)\.", card)
+
+
+@ALL_DBS
+def test_without_django_celery_beat_the_next_run_is_unknown(tiers, settings):
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "django_celery_beat"]
+    assert schedule.next_runs(timezone.now()) is None
+    client = login("viewer", perms=VIEWER_PERMS)
+    card = text(card_html(client.get(reverse("tiering:dashboard")).content.decode(), "orders.Order"))
+    assert "Next scheduled run: unknown (django-celery-beat is not installed)." in card
 
 
 # ------------------------------------------------------------------ plurals, separators, zones, currency

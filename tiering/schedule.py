@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from celery.schedules import crontab
+from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, router, transaction
 
@@ -179,23 +180,23 @@ def next_run_at(task, now: datetime) -> datetime:
         start, delta, _ = task.crontab.schedule.remaining_delta(now)
         return (start + delta).astimezone(UTC)  # exact: remaining_estimate() reads its own clock
     schedule = task.schedule
+    schedule.nowfun = lambda: now  # the same instant as the page, not a clock read a moment later
     return max(now, now + schedule.remaining_estimate(task.last_run_at or now))
 
 
 def next_runs(now: datetime) -> dict[str, NextRun] | None:
     """The soonest enabled ``archive_model`` beat schedule of each model, by lower-case label; None when
     django-celery-beat is not installed (the next run is then unknown)."""
-    try:
-        _, PeriodicTask = _models()
-    except (ImportError, RuntimeError):  # not installed, or not in INSTALLED_APPS
+    if not apps.is_installed("django_celery_beat"):
         return None
+    _, PeriodicTask = _models()
     found: dict[str, NextRun] = {}
     tasks = PeriodicTask.objects.filter(enabled=True, task=ARCHIVE_TASK).select_related(
         "crontab", "interval", "solar", "clocked")
     try:
         tasks = list(tasks)
-    except DatabaseError:  # its tables are not migrated
-        return None
+    except DatabaseError:  # its tables are not migrated: nothing is scheduled
+        return {}
     for task in tasks:
         try:
             args = json.loads(task.args or "[]")
@@ -204,7 +205,7 @@ def next_runs(now: datetime) -> dict[str, NextRun] | None:
             continue
         labels = [v for v in [*args, *kwargs.values()] if isinstance(v, str)]
         at = next_run_at(task, now)
-        described = _describe(task) if task.crontab is not None else str(task.schedule)
+        described = _describe(task) if task.crontab is not None else str(task.interval or task.solar or task.clocked)
         for label in labels:
             key = label.lower()
             if key not in found or at < found[key].at:

@@ -112,8 +112,8 @@ def _move_selection(ctx: MoveContext, path_class, pacing: batch.Pacing) -> bool:
 def has_work(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows: bool = False,
              now: datetime | None = None) -> bool:
     """Whether a run would do anything: move a selected row that is eligible now, or settle what an earlier
-    run left (an open batch, a run still marked running). Read without the lock: a row that becomes
-    eligible a moment later is the next run's."""
+    run left (an open batch, a run still marked running, a lock to take over or to report as held). Read
+    without the lock: a row that becomes eligible a moment later is the next run's."""
     return _has_work(tiered, direction, Selection(pks, where, all_rows), now)
 
 
@@ -127,6 +127,7 @@ def _has_work(tiered: TieredModel, direction: str, selection: Selection, now: da
     runs = (MigrationRun.objects.using(hot).filter(model_label=tiered.label, direction=direction)
             .exclude(live_promote))
     return (runs.filter(state=RunState.RUNNING).exists()
+            or TierLock.objects.using(hot).filter(name=locks.lock_name(tiered, direction)).exists()
             or MigrationBatch.objects.using(hot).filter(run__in=runs, state__in=repair.OPEN_STATES).exists())
 
 
