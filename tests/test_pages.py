@@ -339,3 +339,13 @@ def test_admin_move_of_rows_not_eligible_records_no_run(only_young):
         "action": "move_to_cold", ACTION_CHECKBOX_NAME: ["1", "2"], "index": 0, "confirm": "yes"}, follow=True)
     assert "Nothing to move: no selected row is eligible under the policy now." in response.content.decode()
     assert MigrationRun.objects.count() == 0
+
+
+@ALL_DBS
+def test_admin_confirmation_pluralises_its_dry_run(tiers):
+    seed_orders(tiers.hot, 1, lines=1, old=True)
+    client = login("admin-mover", perms=ADMIN_ORDER_PERMS + MOVER_PERMS)
+    html = client.post(reverse("admin:orders_order_changelist"),
+                       {"action": "move_to_cold", ACTION_CHECKBOX_NAME: ["1"], "index": 0}).content.decode()
+    dry_run = text(re.search(r'<li class="dry-run">(.*?)</li>', html, re.S).group(1))
+    assert re.fullmatch(r"Dry run: 1 row, 1 related row, about [\d.]+ (B|KiB|MiB), in 1 batch\.", dry_run), dry_run
