@@ -2,7 +2,8 @@
 
 Ids: tiering.E0xx for errors (a configuration that would lose or hide rows,
 or cannot work), W0xx for settings that work but cost speed or leave a
-hazard (W002: a save that can duplicate a moved row; W003: an unknown key).
+hazard (W002: a save that can duplicate a moved row; W003: an unknown key;
+W010, W011: a setting that asks for an optional package that is not installed).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models
 
-from . import backends
+from . import backends, extras
 from .conf import DEFAULTS, tiering_settings
 from .exceptions import UnsupportedDatabase
 from .mixins import TieredSaveMixin
@@ -111,6 +112,28 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(checks.Error(f"TIERING['SCHEDULE']: {exc}.", hint="For example '0 2 * * *' (02:00 daily).",
                                    id="tiering.E016"))
     return errors
+
+
+@checks.register()
+def check_extras(app_configs=None, **kwargs):
+    """Settings whose part needs an extra that is not installed (tiering/extras.py)."""
+    warnings = []
+    if not tiering_settings.RUN_IN_PROCESS and not extras.has_celery():
+        warnings.append(checks.Warning(
+            "The dashboard's 'Run now' queues a Celery task, and Celery is not installed.",
+            hint="pip install 'hotcold[celery]' and run a worker, or set TIERING['RUN_IN_PROCESS'] = True "
+                 "to move in the web process.",
+            id="tiering.W010"))
+    user = getattr(settings, "TIERING", None) or {}
+    scheduled = ["TIERING['SCHEDULE']"] if "SCHEDULE" in user else []
+    scheduled += [f"{tiered.label} (class Tiering: schedule)" for tiered in global_registry if tiered.schedule]
+    if scheduled and not extras.has_beat():
+        warnings.append(checks.Warning(
+            f"{scheduled[0]} sets a schedule, and django-celery-beat, which runs it, is not in INSTALLED_APPS.",
+            hint="pip install 'hotcold[celery]', add 'django_celery_beat' to INSTALLED_APPS and run "
+                 "manage.py tiering_schedule; or remove the schedule.",
+            id="tiering.W011"))
+    return warnings
 
 
 @checks.register(checks.Tags.database)

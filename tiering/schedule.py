@@ -7,6 +7,9 @@ from the database (``DatabaseScheduler``) and they show in django-celery-beat's
 admin, where an operator may pause one. ``sync()`` is idempotent: it creates
 missing rows, corrects drifted ones, removes rows of models no longer tiered,
 and leaves ``enabled`` alone so that a paused schedule stays paused.
+
+The rows need django-celery-beat (the ``[celery]`` extra) in INSTALLED_APPS;
+without it the crontab expressions are still checked for their five fields.
 """
 from __future__ import annotations
 
@@ -15,13 +18,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from celery.schedules import crontab
-from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, router, transaction
 
+from . import extras
 from .conf import tiering_settings
 from .registry import registry
+
+try:
+    from celery.schedules import crontab
+except ImportError:  # the [celery] extra is not installed: nothing reads the schedules
+    crontab = None
 
 ARCHIVE_TASK = "tiering.archive_model"
 NAME_PREFIX = "tiering: archive "
@@ -57,6 +64,8 @@ def crontab_fields(expression: str) -> dict[str, str]:
     if len(parts) != 5:
         raise ValueError(f"crontab {expression!r} must have 5 fields: minute hour day-of-month month day-of-week")
     fields = dict(zip(CRON_FIELDS, parts))
+    if crontab is None:
+        return fields
     try:
         crontab(**fields)  # celery's own parser rejects out-of-range values
     except Exception as exc:
@@ -79,6 +88,8 @@ def plan(labels: Iterable[str] | None = None) -> list[Planned]:
 
 
 def _models():
+    if not extras.has_beat():
+        raise extras.missing("The schedules need django-celery-beat in INSTALLED_APPS", extras.CELERY)
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
     return CrontabSchedule, PeriodicTask
@@ -187,7 +198,7 @@ def next_run_at(task, now: datetime) -> datetime:
 def next_runs(now: datetime) -> dict[str, NextRun] | None:
     """The soonest enabled ``archive_model`` beat schedule of each model, by lower-case label; None when
     django-celery-beat is not installed (the next run is then unknown)."""
-    if not apps.is_installed("django_celery_beat"):
+    if not extras.has_beat():
         return None
     _, PeriodicTask = _models()
     found: dict[str, NextRun] = {}

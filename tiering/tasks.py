@@ -22,20 +22,24 @@ import os
 import sqlite3
 from typing import Any
 
-from celery import Task, chord, shared_task
-from celery.utils.time import get_exponential_backoff_interval
 from django.db import models as db_models
 from django.db import utils as db_utils
 from django.db.models import F
 from django.utils import timezone
 
-from . import analysis, move
+from . import analysis, extras, move
 from .conf import tiering_settings
 from .filters import parse_filters
 from .models import Direction, MigrationRun, RunState
 from .move import selection
 from .registry import TieredModel, registry
 from .text import one_line
+
+try:
+    from celery import Task, chord, shared_task
+    from celery.utils.time import get_exponential_backoff_interval
+except ImportError as exc:  # the [celery] extra is not installed
+    raise extras.missing("tiering.tasks needs Celery", extras.CELERY) from exc
 
 try:  # psycopg is optional: SQLite-only projects do not install it
     import psycopg

@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from .. import backends
+from .. import backends, relations
 from ..conf import tiering_settings
 from ..exceptions import LockHeld, MoveError
 from ..models import Direction, MigrationBatch, MigrationRun, RunState, TierLock
@@ -60,6 +60,7 @@ def move(
     """
     selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
+    relations.refuse_cross_tier_q(tiered.model, selection.q())
     path_class = choose_path(path)  # refuses tiers that are the same tables before anything is written
     joined = run is not None
     if run is None and resumes is None and not _has_work(tiered, direction, selection, now):
@@ -144,6 +145,7 @@ def plan(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows:
     """What ``move()`` would move, without changing anything (for --dry-run and confirmation)."""
     selection = Selection(pks, where, all_rows)
     selection.check(direction, limit, batch_size)
+    relations.refuse_cross_tier_q(tiered.model, selection.q())
     ctx = MoveContext(tiered, direction, None, now or timezone.now(), selection.q())
     qs = ctx.model._base_manager.using(ctx.source).filter(ctx.eligible_q)
     eligible = qs.count()
