@@ -20,7 +20,9 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.html import format_html
+from django.utils.translation import ngettext
 
 from . import move
 from .analysis import analyze, batch_seconds
@@ -174,10 +176,15 @@ class TieredModelAdmin(admin.ModelAdmin):
         except move.MoveError as exc:
             self.message_user(request, f"The move failed: {exc}", messages.ERROR)
             return None
+        if run is None:
+            self.message_user(request, "Nothing to move: no selected row is eligible under the policy now.",
+                              messages.WARNING)
+            return None
         url = reverse("tiering:run", args=[run.pk])
+        moved = ngettext("%(rows)s row moved.", "%(rows)s rows moved.", run.rows) % {
+            "rows": number_format(run.rows, force_grouping=True)}
         self.message_user(
-            request,
-            format_html('Run <a href="{}">#{}</a> {}: {} rows moved.', url, run.pk, run.get_state_display(), run.rows),
+            request, format_html('Run <a href="{}">#{}</a> {}: {}', url, run.pk, run.get_state_display(), moved),
             messages.SUCCESS,
         )
         return None

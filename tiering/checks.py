@@ -75,7 +75,8 @@ def check_aliases(app_configs=None, **kwargs):
 
 @checks.register()
 def check_settings(app_configs=None, **kwargs):
-    """Every other TIERING key: unknown keys (W003), seconds (E014), prices (E015), the crontab (E016)."""
+    """Every other TIERING key: unknown keys (W003), seconds (E014), prices and their currency (E015), the
+    crontab (E016)."""
     errors = []
     user = getattr(settings, "TIERING", None) or {}
     for key in sorted(set(user) - set(DEFAULTS)):
@@ -98,6 +99,12 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(checks.Error(
             f"TIERING['COST_PER_GB_MONTH'] must give a price of 0 or more for 'hot' and 'cold', not {prices!r}.",
             hint="For example {'hot': 0.25, 'cold': 0.02} (per GB and month).",
+            id="tiering.E015"))
+    currency = tiering_settings.CURRENCY
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()):
+        errors.append(checks.Error(
+            f"TIERING['CURRENCY'] must be a three-letter ISO 4217 currency code, not {currency!r}.",
+            hint="For example 'USD' or 'EUR': the currency of COST_PER_GB_MONTH.",
             id="tiering.E015"))
     try:
         crontab_fields(tiering_settings.SCHEDULE)

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE": "0 2 * * *",
     # Storage prices per GB and month used by analyze_tiers and the dashboard.
     "COST_PER_GB_MONTH": {"hot": 0.25, "cold": 0.02},
+    # ISO 4217 code of the currency of COST_PER_GB_MONTH, shown with every cost figure.
+    "CURRENCY": "USD",
     # Force the copy path: "sqlite" (ATTACH), "pg_copy" (COPY), "pg_insert" (INSERT ... SELECT between two
     # schemas of one PostgreSQL database), "orm", or the dotted path of a tiering.move.paths.BaseCopyPath
     # subclass; None takes the first path that fits the HOT/COLD pair.

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 
 from . import extras
 from .conf import tiering_settings
@@ -174,3 +175,50 @@ def listing() -> list[dict]:
         }
         for task in ours().order_by("name")
     ]
+
+
+@dataclass(frozen=True)
+class NextRun:
+    at: datetime  # aware; the page shows it in the current time zone
+    schedule: str  # "0 2 * * * (Europe/Paris)"
+
+
+def next_run_at(task, now: datetime) -> datetime:
+    """When beat next runs ``task`` after ``now``: a crontab's next matching minute in the crontab's own
+    time zone (celery's ``crontab.remaining_delta``, the fields beat itself matches), other schedules by
+    their ``remaining_estimate`` from the last run."""
+    if task.crontab is not None:
+        start, delta, _ = task.crontab.schedule.remaining_delta(now)
+        return (start + delta).astimezone(UTC)  # exact: remaining_estimate() reads its own clock
+    schedule = task.schedule
+    schedule.nowfun = lambda: now  # the same instant as the page, not a clock read a moment later
+    return max(now, now + schedule.remaining_estimate(task.last_run_at or now))
+
+
+def next_runs(now: datetime) -> dict[str, NextRun] | None:
+    """The soonest enabled ``archive_model`` beat schedule of each model, by lower-case label; None when
+    django-celery-beat is not installed (the next run is then unknown)."""
+    if not extras.has_beat():
+        return None
+    _, PeriodicTask = _models()
+    found: dict[str, NextRun] = {}
+    tasks = PeriodicTask.objects.filter(enabled=True, task=ARCHIVE_TASK).select_related(
+        "crontab", "interval", "solar", "clocked")
+    try:
+        tasks = list(tasks)
+    except DatabaseError:  # its tables are not migrated: nothing is scheduled
+        return {}
+    for task in tasks:
+        try:
+            args = json.loads(task.args or "[]")
+            kwargs = json.loads(task.kwargs or "{}")
+        except ValueError:
+            continue
+        labels = [v for v in [*args, *kwargs.values()] if isinstance(v, str)]
+        at = next_run_at(task, now)
+        described = _describe(task) if task.crontab is not None else str(task.interval or task.solar or task.clocked)
+        for label in labels:
+            key = label.lower()
+            if key not in found or at < found[key].at:
+                found[key] = NextRun(at, described)
+    return found
