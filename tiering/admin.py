@@ -11,11 +11,15 @@ without promoting it, so saving a cold row writes it back to cold.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.filters import FacetsMixin
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -31,6 +35,14 @@ from .registry import registry
 from .text import human_bytes
 
 
+def in_tier(queryset: QuerySet, alias: str) -> QuerySet:
+    """The rows of ``queryset`` held in tier ``alias``. A queryset already pinned to the other tier (the
+    tier filter's) has none there: ``.using()`` alone would re-point it and read the other tier's rows."""
+    if queryset.is_tiered:
+        return queryset.using(alias)
+    return queryset if queryset.db == alias else queryset.none()
+
+
 class TierFilter(admin.SimpleListFilter):
     """Show one tier only; the list then reads that alias alone."""
 
@@ -42,10 +54,49 @@ class TierFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "hot":
-            return queryset.hot()
+            return in_tier(queryset, tiering_settings.HOT)
         if self.value() == "cold":
-            return queryset.cold()
+            return in_tier(queryset, tiering_settings.COLD)
         return queryset
+
+
+def facet_counts(spec: FacetsMixin, changelist: ChangeList) -> dict[str, int]:
+    """``spec.get_facet_queryset()`` for a tiered list, each count taken by the tiered ``count()``.
+
+    Django counts all choices in one ``aggregate()`` of ``Count(pk, filter=Q(...))``; a tiered queryset
+    runs that aggregate in each tier. A list filter's choice is ``Q(pk__in=<its queryset>)``, and the tier
+    filter's queryset is pinned to one alias, so the other tier refused it ("Subqueries aren't allowed
+    across different databases"); a filter through a relation would be joined inside each tier and miss
+    the rows whose related row is in the other one. So: a list filter's choice counts its own queryset,
+    a field filter through a relation counts ``filter(Q)`` (which the tiered queryset answers or refuses),
+    and only a filter on the model's own column keeps Django's single aggregate, which is exact per tier.
+    """
+    filtered = changelist.get_queryset(spec.request, exclude_parameters=spec.expected_parameters())
+    if isinstance(spec, admin.SimpleListFilter):
+        original = spec.used_parameters.get(spec.parameter_name)
+        counts = {}
+        for i, (value, _title) in enumerate(spec.lookup_choices):
+            spec.used_parameters[spec.parameter_name] = value
+            chosen = spec.queryset(spec.request, filtered)
+            if chosen is not None:
+                counts[f"{i}__c"] = chosen.count()
+        spec.used_parameters[spec.parameter_name] = original
+        return counts
+    aggregates = spec.get_facet_counts(changelist.pk_attname, filtered)
+    if LOOKUP_SEP not in getattr(spec, "field_path", ""):
+        return filtered.aggregate(**aggregates)
+    return {name: filtered.filter(count.filter).count() for name, count in aggregates.items()}
+
+
+class TieredChangeList(ChangeList):
+    """The changelist of a tiered model: facet counts that add up across both tiers."""
+
+    def get_filters(self, request):
+        specs, *rest = super().get_filters(request)
+        for spec in specs:
+            if isinstance(spec, FacetsMixin):
+                spec.get_facet_queryset = partial(facet_counts, spec)
+        return specs, *rest
 
 
 def tier_of(obj: Any) -> str:
@@ -83,6 +134,9 @@ class TieredModelAdmin(admin.ModelAdmin):
     def get_list_filter(self, request):
         filters = list(super().get_list_filter(request))
         return filters if TierFilter in filters else [*filters, TierFilter]
+
+    def get_changelist(self, request, **kwargs):
+        return TieredChangeList
 
     def changelist_view(self, request, extra_context=None):
         extra_context = dict(extra_context or {})
@@ -135,7 +189,7 @@ class TieredModelAdmin(admin.ModelAdmin):
     def _move(self, request: HttpRequest, queryset: QuerySet, direction: str):
         tiered = self.tiered
         now = timezone.now()
-        source = queryset.hot() if direction == Direction.TO_COLD else queryset.cold()
+        source = in_tier(queryset, tiering_settings.HOT if direction == Direction.TO_COLD else tiering_settings.COLD)
         pks = list(source.values_list("pk", flat=True))
         selected = queryset.count()
         if direction == Direction.TO_COLD:
