@@ -14,17 +14,21 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.filters import FacetsMixin
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from . import move
 from .analysis import analyze, batch_seconds
@@ -41,6 +45,51 @@ def in_tier(queryset: QuerySet, alias: str) -> QuerySet:
     if queryset.is_tiered:
         return queryset.using(alias)
     return queryset if queryset.db == alias else queryset.none()
+
+
+def find_in_tiers(queryset: QuerySet, **lookup: Any) -> Any:
+    """``get(**lookup)`` in hot, then cold, each read pinned to its tier: unlike the tiered ``get()`` it
+    neither promotes a cold row (promote_on_access) nor records an access."""
+    for alias in tiering_settings.aliases:
+        try:
+            return in_tier(queryset, alias).get(**lookup)
+        except queryset.model.DoesNotExist:
+            continue
+    raise queryset.model.DoesNotExist(f"{queryset.model._meta.object_name} matching query does not exist.")
+
+
+class TieredModelChoiceField(forms.ModelChoiceField):
+    """A foreign key to a tiered model, validated without promoting or touching the related row."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        self.validate_no_null_characters(value)
+        key = self.to_field_name or "pk"
+        try:
+            if isinstance(value, self.queryset.model):
+                value = getattr(value, key)
+            return find_in_tiers(self.queryset, **{key: value})
+        except (ValueError, TypeError, self.queryset.model.DoesNotExist, ValidationError):
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice",
+                                  params={"value": value}) from None
+
+
+class TieredRawIdWidget(ForeignKeyRawIdWidget):
+    """The raw id widget's label of a row of a tiered model, read without promoting or touching it."""
+
+    def label_and_url_for_value(self, value):
+        model = self.rel.model
+        try:
+            obj = find_in_tiers(model._default_manager.all(), **{self.rel.get_related_field().name: value})
+        except (ValueError, model.DoesNotExist, ValidationError):
+            return "", ""
+        try:
+            url = reverse(f"{self.admin_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_change",
+                          args=(obj.pk,))
+        except NoReverseMatch:
+            url = ""  # no admin for the related model
+        return Truncator(obj).words(14), url
 
 
 class TierFilter(admin.SimpleListFilter):
@@ -151,20 +200,38 @@ class TieredModelAdmin(admin.ModelAdmin):
 
     # ------------------------------------------------------------ change page
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
-        """Find the row in hot, then cold, without promote-on-access or touching it."""
+        """Find the row in hot, then cold, without promote-on-access or touching it (every page that opens
+        one row: change, history, delete)."""
         queryset = self.get_queryset(request)
         model = queryset.model
         field = model._meta.pk if from_field is None else model._meta.get_field(from_field)
         try:
-            object_id = field.to_python(object_id)
-        except (ValidationError, ValueError):
+            return find_in_tiers(queryset, **{field.name: field.to_python(object_id)})
+        except (model.DoesNotExist, ValidationError, ValueError):
             return None
-        for tier in (queryset.hot(), queryset.cold()):
-            try:
-                return tier.get(**{field.name: object_id})
-            except (model.DoesNotExist, ValidationError, ValueError):
-                continue
-        return None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if tiering_settings.ADMIN_PROMOTES_ON_VIEW and request.method == "GET":
+            self.read_as_the_application_does(request, unquote(object_id))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def read_as_the_application_does(self, request: HttpRequest, object_id: str) -> None:
+        """TIERING['ADMIN_PROMOTES_ON_VIEW']: opening the change page reads the row through the tiered
+        ``get()``, which promotes a cold row of a promote_on_access policy and records the access; the
+        page then finds the row where that left it."""
+        queryset = self.get_queryset(request)
+        try:
+            queryset.get(pk=queryset.model._meta.pk.to_python(object_id))
+        except (queryset.model.DoesNotExist, ValidationError, ValueError):
+            pass  # the change page answers for a missing row
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """A key to another tiered model: its row is found in either tier, never promoted or touched."""
+        if registry.get(db_field.related_model) is not None:
+            kwargs.setdefault("form_class", TieredModelChoiceField)
+            if db_field.name in self.raw_id_fields and "widget" not in kwargs:
+                kwargs["widget"] = TieredRawIdWidget(db_field.remote_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         """Inline child rows are read from the tier of their parent."""
