@@ -17,7 +17,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.filters import FacetsMixin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import NestedObjects, quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.core.exceptions import ValidationError
@@ -28,7 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 
 from . import move
 from .analysis import analyze, batch_seconds
@@ -240,6 +240,37 @@ class TieredModelAdmin(admin.ModelAdmin):
         if obj is not None and obj.pk is not None and alias in tiering_settings.aliases:
             kwargs["queryset"] = kwargs["queryset"].using(alias)
         return kwargs
+
+    def get_deleted_objects(self, objs, request):
+        """Django's delete summary collects related rows in the hot alias; a cold row's children are in
+        cold. Collect each tier's rows in their own tier (the delete itself already runs there)."""
+        by_tier: dict[str, list] = {}
+        for obj in objs:
+            by_tier.setdefault(obj._state.db or tiering_settings.HOT, []).append(obj)
+        to_delete, model_count, perms_needed, protected = [], {}, set(), []
+
+        def describe(obj):
+            opts = obj._meta
+            if not self.admin_site.is_registered(type(obj)):
+                return f"{capfirst(opts.verbose_name)}: {obj}"
+            if not self.admin_site.get_model_admin(type(obj)).has_delete_permission(request, obj):
+                perms_needed.add(opts.verbose_name)
+            try:
+                link = reverse(f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
+                               args=(quote(obj.pk),))
+            except NoReverseMatch:
+                return f"{capfirst(opts.verbose_name)}: {obj}"
+            return format_html('{}: <a href="{}">{}</a>', capfirst(opts.verbose_name), link, obj)
+
+        for alias, group in by_tier.items():
+            collector = NestedObjects(using=alias, origin=group)
+            collector.collect(group)
+            to_delete += collector.nested(describe)
+            protected += [describe(obj) for obj in collector.protected]
+            for model, found in collector.model_objs.items():
+                name = model._meta.verbose_name_plural
+                model_count[name] = model_count.get(name, 0) + len(found)
+        return to_delete, model_count, perms_needed, protected
 
     # --------------------------------------------------------------- actions
     def has_move_data_permission(self, request: HttpRequest) -> bool:
