@@ -6,8 +6,14 @@ paginator's ``count()`` and page slice are answered by ``TieredQuerySet``
 whole. It adds a "tier" column and filter, a distribution summary above the
 list, and the "Move to cold" / "Restore to hot" actions, which need
 ``tiering.move_data``, confirm with counts first, and run through the mover so
-that each leaves a MigrationRun. Change pages find a row in its own tier
-without promoting it, so saving a cold row writes it back to cold.
+that each leaves a MigrationRun. Facet counts and the date hierarchy add up
+both tiers (``TieredChangeList``, ``templatetags/tiering_admin.py``).
+
+No admin page moves or touches a row: the change, history and delete pages
+find it pinned to its tier (so saving a cold row writes it back to cold), and
+keys to other tiered models are looked up the same way. Only with
+``TIERING["ADMIN_PROMOTES_ON_VIEW"]`` does opening a change page read the row
+through the tiered ``get()``, promoting it as the application would.
 """
 from __future__ import annotations
 

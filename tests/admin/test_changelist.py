@@ -2,6 +2,7 @@
 tiers, against an oracle that reads each tier on its own and filters, counts and sorts in Python."""
 from __future__ import annotations
 
+import importlib.util
 import math
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, quote
@@ -26,8 +27,10 @@ from tests.admin.world import (
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-# Order searches customer__email, a relation to the independently tiered Customer: the lead's relation work
-RELATION_SEARCH = pytest.mark.xfail(strict=True, reason="needs filters through a relation to a tiered model")
+# Order searches customer__email, a relation to the independently tiered Customer: refused until filters through
+# such relations land (tiering/relations.py); from then on the test runs for real
+RELATION_SEARCH = pytest.mark.xfail(importlib.util.find_spec("tiering.relations") is None, strict=True,
+                                    reason="needs filters through a relation to a tiered model (tiering.relations)")
 
 
 def label(model) -> str:
