@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, quote
 
 import pytest
-from django.contrib.admin.utils import quote
+from django.contrib.admin.utils import quote as admin_quote
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -284,11 +284,11 @@ def test_change_and_history_pages_of_a_hot_and_a_cold_row(tiers, client, model):
     for alias in (tiers.hot, tiers.cold):
         obj = next(o for o in rows(model, tiers) if o._state.db == alias)
         for view in ("change", "history", "delete"):
-            page = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[quote(obj.pk)]))
+            page = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[admin_quote(obj.pk)]))
             assert page.status_code == 200, (view, alias)
             if view == "change":
                 assert page.context["original"]._state.db == alias
     # the listed rows link to their change pages
     html = client.get(changelist(model) + "?tier=cold").content.decode()
     cold = next(o for o in rows(model, tiers) if o._state.db == tiers.cold)
-    assert reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(cold.pk)]) in html
+    assert reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[admin_quote(cold.pk)]) in html

@@ -236,3 +236,19 @@ def test_move_to_cold_of_all_the_cold_filtered_rows_moves_no_hot_row(cold_rows):
     client.post(changelist, {**form, "confirm": "yes"})
     assert count(cold_rows.hot, "orders_order", "id IN (11, 13)") == 2
     assert MigrationRun.objects.count() == 0
+
+
+def test_delete_selected_across_tiers_lists_and_deletes_each_rows_lines(cold_rows):
+    OrderLine.objects.using(cold_rows.hot).create(order_id=HOT_ORDER, sku="SKU-HOT", price=Decimal("5.00"))
+    client = superuser_client()
+    changelist = url("orders_order_changelist")
+    selected = {"action": "delete_selected", ACTION_CHECKBOX_NAME: [str(HOT_ORDER), str(COLD_ORDER)]}
+    page = client.post(changelist, selected)
+    html = page.content.decode()
+    assert "SKU-HOT" in html and "SKU-COLD" in html
+    assert dict(page.context["model_count"]) == {"orders": 2, "order lines": 2}
+    assert client.post(changelist, {**selected, "post": "yes"}).status_code == 302
+    for alias in (cold_rows.hot, cold_rows.cold):
+        assert count(alias, "orders_order", "id IN (11, 12)") == 0
+        assert count(alias, "orders_orderline", "order_id IN (11, 12)") == 0
+    assert list(customer(cold_rows)) == [cold_rows.cold]  # the customer is neither deleted nor moved
