@@ -243,8 +243,11 @@ def test_e004_other_integer_settings():
     ({"CURRENCY": None}, ["tiering.E015"]),
     ({"SCHEDULE": "0 2 * *"}, ["tiering.E016"]),
     ({"SCHEDULE": "61 2 * * *"}, ["tiering.E016"]),
+    ({"ADMIN_PROMOTES_ON_VIEW": "yes"}, ["tiering.E017"]),
+    ({"ADMIN_PROMOTES_ON_VIEW": 1, "RUN_IN_PROCESS": None}, ["tiering.E017", "tiering.E017"]),
 ], ids=["typo", "zero-seconds", "text-and-infinite-seconds", "bool-seconds", "missing-price", "negative-price",
-        "currency-symbol", "currency-lower-case", "currency-none", "four-fields", "minute-61"])
+        "currency-symbol", "currency-lower-case", "currency-none", "four-fields", "minute-61", "text-bool",
+        "int-and-none-bools"])
 def test_every_other_setting_is_checked(changes, ids_):
     with override_settings(TIERING={**django_settings.TIERING, **changes}):
         messages = check_settings()

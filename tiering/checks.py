@@ -76,7 +76,7 @@ def check_aliases(app_configs=None, **kwargs):
 @checks.register()
 def check_settings(app_configs=None, **kwargs):
     """Every other TIERING key: unknown keys (W003), seconds (E014), prices and their currency (E015), the
-    crontab (E016)."""
+    crontab (E016), booleans (E017)."""
     errors = []
     user = getattr(settings, "TIERING", None) or {}
     for key in sorted(set(user) - set(DEFAULTS)):
@@ -92,6 +92,13 @@ def check_settings(app_configs=None, **kwargs):
                 f"TIERING['{name}'] must be a positive number of seconds, not {value!r}.",
                 hint=f"Set TIERING['{name}'] to a number above 0 or remove it to use the default.",
                 id="tiering.E014"))
+    for name in ("RUN_IN_PROCESS", "ADMIN_PROMOTES_ON_VIEW"):
+        value = getattr(tiering_settings, name)
+        if not isinstance(value, bool):
+            errors.append(checks.Error(
+                f"TIERING['{name}'] must be True or False, not {value!r}.",
+                hint=f"Set TIERING['{name}'] to a bool or remove it to use the default ({DEFAULTS[name]}).",
+                id="tiering.E017"))
     prices = tiering_settings.COST_PER_GB_MONTH
     if not isinstance(prices, dict) or not all(
             isinstance(prices.get(tier), (int, float)) and not isinstance(prices.get(tier), bool)

@@ -43,6 +43,11 @@ DEFAULTS: dict[str, Any] = {
     "MOVE_PATH": None,
     # Run dashboard "Run now" moves in the web process instead of through Celery.
     "RUN_IN_PROCESS": False,
+    # Opening a row's change page in the admin reads it as the application does: a cold row of a model whose
+    # AccessPolicy has promote_on_access moves back to hot, and the access field is touched. False: the admin
+    # (changelist, change, history and delete pages, actions) leaves every row in its tier, its access field
+    # untouched; only the move actions move rows.
+    "ADMIN_PROMOTES_ON_VIEW": False,
     # Tier row and byte gauges of /metrics are recomputed at most this often (and after each run).
     "METRICS_REFRESH_SECONDS": 60,
 }
