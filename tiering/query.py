@@ -263,6 +263,10 @@ class TieredQuerySet(QuerySet):
         plan: dict[str, tuple[str, list[str]]] = {}
         for alias, agg in kwargs.items():
             kind = type(agg)
+            if isinstance(getattr(agg, "filter", None), Q):  # Count(..., filter=Q(customer__name=...))
+                relations.refuse_cross_tier_q(self.model, agg.filter)
+                agg = agg.copy()
+                agg.filter = relations.freeze_q(relations.rewrite(self.model, agg.filter))
             if getattr(agg, "distinct", False) and kind not in (Min, Max):
                 raise TieringQueryError(
                     f"{kind.__name__}(distinct=True) ({alias}) cannot be combined across tiers: a value "
