@@ -170,8 +170,6 @@ class TieredModelAdmin(admin.ModelAdmin):
     """Mix in (or subclass) for the ModelAdmin of a tiered model."""
 
     change_list_template = "admin/tiering/tiered_change_list.html"
-    # select_related() would join other tiered models across tiers; keep lists to one table.
-    list_select_related = ()
     actions = ["move_to_cold", "restore_to_hot"]
 
     @property

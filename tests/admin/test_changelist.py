@@ -2,13 +2,15 @@
 tiers, against an oracle that reads each tier on its own and filters, counts and sorts in Python."""
 from __future__ import annotations
 
-import importlib.util
 import math
 from datetime import datetime, timedelta
+from html import unescape
 from urllib.parse import parse_qsl, quote
 
 import pytest
 from django.contrib.admin.utils import quote as admin_quote
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -29,12 +31,6 @@ from tests.admin.world import (
 )
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-
-# Order searches customer__email, a relation to the independently tiered Customer: refused until filters through
-# such relations land (tiering/relations.py); from then on the test runs for real
-RELATION_SEARCH = pytest.mark.xfail(importlib.util.find_spec("tiering.relations") is None, strict=True,
-                                    reason="needs filters through a relation to a tiered model (tiering.relations)")
-
 
 def label(model) -> str:
     return model._meta.label
@@ -218,7 +214,7 @@ FILTERS = {"accounts.Customer": "last_seen__gte={week_ago}", "orders.Order": "st
            "keyed.Ticket": "issued_at__lt={week_ago}"}
 
 
-@each_model(RELATION_SEARCH)
+@each_model()
 def test_search_alone_and_with_the_tier_filter_and_another_filter(tiers, client, model):
     url = changelist(model)
     week_ago = quote((timezone.now() - timedelta(days=7)).replace(microsecond=0).isoformat())
@@ -275,6 +271,24 @@ def test_facets_and_search_through_a_relation_to_another_tiered_model(tiers, cli
             assert n == len(wanted(href)), (query, href, title)
             listed = client.get(url + href)
             assert sorted(pks(listed)) == sorted(o.pk for o in wanted(href)), (query, href, title)
+
+
+def test_the_related_object_column_shows_each_customer_from_its_tier(tiers, client, settings):
+    """``customer`` in list_display: the admin's select_related() reads each customer from the tier that holds
+    it, one read per tier of customers for the page, not one per row."""
+    settings.ROOT_URLCONF = "tests.admin.urls"
+    customers = {c.pk: c for c in rows(Customer, tiers)}
+    orders = rows(Order, tiers)
+    assert {customers[o.customer_id]._state.db for o in orders} == {tiers.hot, tiers.cold}
+    with CaptureQueriesContext(connections[tiers.hot]) as hot, CaptureQueriesContext(connections[tiers.cold]) as cold:
+        page = client.get("/relations-admin/orders/order/?o=1")
+    assert page.status_code == 200
+    listed = {o.pk: o for o in orders if o.pk in set(pks(page))}
+    html = unescape(page.content.decode())
+    assert listed and all(str(customers[o.customer_id]) in html for o in listed.values())
+    by_key = [q for q in [*hot.captured_queries, *cold.captured_queries]
+              if 'FROM "accounts_customer"' in q["sql"] and '"accounts_customer"."id" IN (' in q["sql"]]
+    assert len(by_key) == 2  # one per tier (the customer__name filter's choices read the customers too)
 
 
 # ----------------------------------------------------------------------------- change pages

@@ -24,7 +24,7 @@ class CustomerInitialFilter(admin.SimpleListFilter):
 
 
 class OrderByCustomerAdmin(TieredModelAdmin):
-    list_display = ["id", "customer_id", "status"]
+    list_display = ["id", "customer", "status"]
     list_filter = ["customer__name", CustomerInitialFilter, "status"]
     search_fields = ["customer__email", "customer__name"]
 
