@@ -1,21 +1,32 @@
 """Plain (untiered) copies of ``accounts.Customer`` and ``orders.Order``: the same rows held in one table of
 the hot alias (the router keeps untiered tables there), against which the tiered models' answers are compared."""
 from django.db import models
+from django.db.models.sql import Query
 from django.utils import timezone
 
 from orders.models import Order
 
 
-class OracleQuerySet(models.QuerySet):
-    """Ordered as a merged tiered queryset promises: ties broken by the primary key, in the direction of the first
-    field (tiering/query.py, ``_sort_fields``). Not on distinct querysets, whose values a key would split."""
+class OracleQuery(Query):
+    """Ordered as a merged tiered queryset promises (tiering/query.py, ``_sort_fields``): ties broken by the primary
+    key, in the direction of the first field. Added as the SQL is compiled, whatever built the ordering (order_by(),
+    reverse()); not to distinct values without the key, whose duplicates the key would keep apart."""
 
-    def order_by(self, *field_names):
-        names = [f for f in field_names if isinstance(f, str)]
-        if names and len(names) == len(field_names) and not self.query.distinct:
-            if not {n.lstrip("-") for n in names} & {"pk", "id"}:
-                field_names = (*field_names, "-pk" if names[0].startswith("-") else "pk")
-        return super().order_by(*field_names)
+    def get_compiler(self, *args, **kwargs):
+        keys = {"pk", self.model._meta.pk.name}
+        names = [term for term in self.order_by if isinstance(term, str)]
+        distinct_values = self.distinct and not self.default_cols and not keys & set(self.values_select)
+        if (names and len(names) == len(self.order_by) and not distinct_values
+                and not {name.lstrip("-") for name in names} & keys):
+            query = self.clone()
+            query.order_by = (*self.order_by, "-pk" if names[0].startswith("-") else "pk")
+            return super(OracleQuery, query).get_compiler(*args, **kwargs)
+        return super().get_compiler(*args, **kwargs)
+
+
+class OracleQuerySet(models.QuerySet):
+    def __init__(self, model=None, query=None, using=None, hints=None):
+        super().__init__(model, query or OracleQuery(model), using, hints)
 
 
 class PlainCustomer(models.Model):
