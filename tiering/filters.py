@@ -15,8 +15,9 @@ from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.utils import timezone
 
+from . import relations
 from .conf import tiering_settings
-from .exceptions import FilterError
+from .exceptions import FilterError, TieringQueryError
 from .registry import TieredModel
 from .text import one_line
 
@@ -59,9 +60,10 @@ def parse_filters(tiered: TieredModel, expressions: Iterable[str]) -> Q:
         try:
             condition = Q(**{key: _convert(field, lookup, raw)})
             QuerySet(model=model).filter(condition).query.get_compiler(using=tiering_settings.HOT).as_sql()
+            relations.refuse_cross_tier(model, QuerySet(model=model).filter(relations.rewrite(model, condition)).query)
         except ValidationError as exc:
             raise FilterError(f"--filter {expression!r}: {one_line('; '.join(exc.messages))}") from None
-        except (FieldError, FieldDoesNotExist, ValueError, TypeError) as exc:
+        except (FieldError, FieldDoesNotExist, ValueError, TypeError, TieringQueryError) as exc:
             raise FilterError(f"--filter {expression!r}: {one_line(exc)}") from None
         q &= condition
     return q

@@ -23,12 +23,12 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import transaction
-from django.db.models import Avg, Count, F, Max, Min, Sum
+from django.db.models import Avg, Count, F, Max, Min, Q, Sum
 from django.db.models.expressions import OrderBy
 from django.db.models.manager import BaseManager
-from django.db.models.query import MAX_GET_RESULTS, QuerySet, prefetch_related_objects
+from django.db.models.query import MAX_GET_RESULTS, ModelIterable, QuerySet, prefetch_related_objects
 
-from . import backends, merge
+from . import backends, merge, relations
 from .access import tracker
 from .conf import tiering_settings
 from .exceptions import LockHeld, TieringQueryError
@@ -38,6 +38,45 @@ from .registry import registry
 
 
 class TieredQuerySet(QuerySet):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # select_related() of relations to other tiered models, read by key after the rows (relations.py)
+        self._related_apart: dict[str, list[str]] = {}
+
+    def _clone(self) -> TieredQuerySet:
+        clone = super()._clone()
+        clone._related_apart = self._related_apart
+        return clone
+
+    # ------------------------------------------------------- relations across tiers
+    def _filter_or_exclude_inplace(self, negate: bool, args: Any, kwargs: Any) -> None:
+        if registry.get(self.model) is None:
+            return super()._filter_or_exclude_inplace(negate, args, kwargs)
+        q = relations.rewrite(self.model, Q(*args, **kwargs))
+        self._query.add_q(~q if negate else q)
+
+    def complex_filter(self, filter_obj: Any) -> TieredQuerySet:
+        if isinstance(filter_obj, Q) and registry.get(self.model) is not None:
+            filter_obj = relations.rewrite(self.model, filter_obj)
+        return super().complex_filter(filter_obj)
+
+    def select_related(self, *fields: Any) -> TieredQuerySet:
+        if registry.get(self.model) is None or fields == (None,):
+            return super().select_related(*fields)
+        joined, apart = relations.split_select_related(self.model, fields)
+        clone = super().select_related(*joined) if joined or not apart else self._chain()
+        clone._related_apart = {**self._related_apart, **apart}
+        return clone
+
+    def _frozen(self) -> TieredQuerySet:
+        """This queryset with the related keys of its filters read once, for both tiers to use."""
+        query = relations.freeze(self.query)
+        if query is self.query:
+            return self
+        clone = self._chain()
+        clone._query = query  # not the query setter: it would reset values_list()'s iterable
+        return clone
+
     # ------------------------------------------------------------ tier choice
     def hot(self) -> TieredQuerySet:
         """Read the hot tier only."""
@@ -53,7 +92,8 @@ class TieredQuerySet(QuerySet):
         return self._db is None and registry.get(self.model) is not None
 
     def _tiers(self) -> tuple[TieredQuerySet, TieredQuerySet]:
-        return self.hot(), self.cold()
+        base = self._frozen()
+        return base.hot(), base.cold()
 
     # ------------------------------------------------------------------ get()
     def get(self, *args: Any, **kwargs: Any) -> Any:
@@ -62,11 +102,12 @@ class TieredQuerySet(QuerySet):
         self._refuse_unmergeable()
         if self.query.is_sliced:
             return self._get_merged(*args, **kwargs)
-        hot = self.hot()
+        base = self._frozen()
+        hot = base.hot()
         try:
             obj = hot.get(*args, **kwargs)
         except self.model.DoesNotExist:
-            cold = self.cold()  # only cloned on a hot miss: a hot hit stays one clone and one query
+            cold = base.cold()  # only cloned on a hot miss: a hot hit stays one clone and one query
             try:
                 if self.query.select_for_update:
                     with transaction.atomic(using=cold.db):
@@ -136,23 +177,33 @@ class TieredQuerySet(QuerySet):
 
     # -------------------------------------------------------------- iteration
     def _fetch_all(self) -> None:
-        if self._result_cache is None and self.is_tiered:
+        fetched = self._result_cache is None
+        if fetched and self.is_tiered:
             self._result_cache = list(self._merged())
         super()._fetch_all()
+        if fetched and self._related_apart and self._iterable_class is ModelIterable:
+            relations.attach_related(self._result_cache, self._related_apart)
 
     def iterator(self, chunk_size: int | None = None) -> Iterator[Any]:
         if not self.is_tiered:
-            return super().iterator(chunk_size=chunk_size)
+            rows = super().iterator(chunk_size=chunk_size)
+            if not self._related_apart or self._iterable_class is not ModelIterable:
+                return rows
+            return self._chunks_with_related(rows, chunk_size or tiering_settings.READ_CHUNK_SIZE)
         chunk_size = chunk_size or tiering_settings.READ_CHUNK_SIZE
         rows = self._merged(chunk_size=chunk_size)
-        if not self._prefetch_related_lookups:
+        if not self._prefetch_related_lookups and not self._related_apart:
             return rows
-        return self._prefetched_chunks(rows, chunk_size)
+        return self._chunks_with_related(rows, chunk_size)
 
-    def _prefetched_chunks(self, rows: Iterator[Any], chunk_size: int) -> Iterator[Any]:
-        """iterator() with prefetch_related(): prefetch chunk by chunk, as Django does."""
+    def _chunks_with_related(self, rows: Iterator[Any], chunk_size: int) -> Iterator[Any]:
+        """iterator() with prefetch_related() or select_related() across tiers: chunk by chunk, as Django
+        prefetches."""
         while chunk := list(islice(rows, chunk_size)):
-            self._prefetch_tier_by_tier(chunk)
+            if self.is_tiered and self._prefetch_related_lookups:
+                self._prefetch_tier_by_tier(chunk)
+            if self._iterable_class is ModelIterable:
+                relations.attach_related(chunk, self._related_apart)
             yield from chunk
 
     def _prefetch_related_objects(self) -> None:
@@ -266,9 +317,10 @@ class TieredQuerySet(QuerySet):
         """Rows of both tiers as one sequence in the queryset's order."""
         self._refuse_unmergeable()
         low, high = self.query.low_mark, self.query.high_mark
-        base = self._chain()
+        base = self._frozen()._chain()
         base.query.clear_limits()
         base._prefetch_related_lookups = ()  # the caller prefetches tier by tier
+        base._related_apart = {}  # and reads the related rows of other tiered models
         if not base.ordered:
             return self._concatenated(base, low, high, chunk_size)
         sort = base._sort_fields()
@@ -358,53 +410,7 @@ class TieredQuerySet(QuerySet):
             )
         if query.distinct_fields:
             raise TieringQueryError("distinct(*fields) cannot be merged across tiers.")
-        self._refuse_cross_tier_joins()
-
-    def _refuse_cross_tier_joins(self) -> None:
-        """A join to another tiered model would miss rows whose partner is in the other tier."""
-        tiered = registry.get(self.model)
-        allowed = {self.model._meta.db_table} | {c.model._meta.db_table for c in tiered.children}
-        # A join Django set up and then trimmed (customer_id__in=...) keeps an
-        # alias with no references: only aliases still referenced reach the SQL.
-        tables = {
-            join.table_name
-            for alias, join in self.query.alias_map.items()
-            if self.query.alias_refcount.get(alias, 0) > 0
-        }
-        tables |= _select_related_tables(self.model, self.query.select_related)
-        for table in tables - allowed:
-            for candidate in registry:
-                if candidate.model._meta.db_table == table:
-                    raise TieringQueryError(
-                        f"This query joins {candidate.label}, which is tiered on its own: rows whose "
-                        f"{candidate.label} is in the other tier would be missed. Filter on the key "
-                        "(e.g. customer_id__in=...), use prefetch_related(), or read one tier with "
-                        ".hot()/.cold()."
-                    )
-
-
-def _select_related_tables(model: Any, select_related: Any) -> set[str]:
-    """Tables that select_related() will join (they are not in alias_map until compiled)."""
-    if not select_related:
-        return set()
-    tables: set[str] = set()
-    if select_related is True:
-        for field in model._meta.concrete_fields:
-            if field.is_relation and not field.null:
-                tables.add(field.related_model._meta.db_table)
-        return tables
-    for name, nested in select_related.items():
-        try:
-            field = model._meta.get_field(name)
-        except FieldDoesNotExist:
-            continue
-        related = field.related_model
-        if related is None:
-            continue
-        tables.add(related._meta.db_table)
-        if isinstance(nested, dict):
-            tables |= _select_related_tables(related, nested)
-    return tables
+        relations.refuse_cross_tier(self.model, query)
 
 
 def _parse_ordering(item: Any) -> tuple[str, bool, bool | None]:

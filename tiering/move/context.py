@@ -7,6 +7,7 @@ from functools import cached_property
 
 from django.db.models import Q
 
+from .. import relations
 from ..conf import tiering_settings
 from ..models import Direction, MigrationRun
 from ..registry import TieredModel
@@ -35,8 +36,10 @@ class MoveContext:
 
     @cached_property
     def eligible_q(self) -> Q:
-        """The rows of the source this run may move (re-checked in every delete)."""
-        return selection.eligible_q(self.tiered, self.direction, self.now) & self.where
+        """The rows of the source this run may move (re-checked in every delete). A condition through
+        another tiered model is answered on the key, its keys read once, at the start of the run."""
+        q = selection.eligible_q(self.tiered, self.direction, self.now) & self.where
+        return relations.freeze_q(relations.rewrite(self.model, q))
 
     @cached_property
     def where_sql(self) -> tuple[str, list] | None:
