@@ -24,6 +24,7 @@ def queries(shop) -> list[dict]:
         {"email": "alpha"}, {"email": "BETA"}, {"email": "example"}, {"email": "nobody"},
         {"name": "an"}, {"name": "C"},
         {"customer": 3}, {"customer": 4},  # a hot customer, a cold one
+        {"customers": [3, 4, 8]}, {"customers": [2], "email": "bob"},
         {"created_after": day(shop, 100), "created_before": day(shop, 10)}, {"created_before": day(shop, 300)},
         {"customer_since_after": day(shop, 150)}, {"customer_since_before": day(shop, 50)},
         {"total_min": "10", "total_max": "25.50"}, {"total_max": "5.50"},
@@ -35,8 +36,8 @@ def queries(shop) -> list[dict]:
     ]
 
 
-INVALID = [{"customer": 999}, {"customer": "x"}, {"created_after": "not-a-date"}, {"status": "bogus"},
-           {"total_min": "x"}, {"any_status": "lost"}]
+INVALID = [{"customer": 999}, {"customer": "x"}, {"customers": [1, 999]}, {"created_after": "not-a-date"},
+           {"status": "bogus"}, {"total_min": "x"}, {"any_status": "lost"}]
 
 
 def test_filters_through_the_drf_view(shop, client):

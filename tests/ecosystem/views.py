@@ -21,7 +21,8 @@ PAGE_SIZE = 7  # small pages: many pages, and page edges inside runs of ties
 # Every field of the order: its own, the customer's key, and NULLs (note) and ties (created_at, status, total).
 ORDER_FIELDS = ["id", "customer", "created_at", "status", "total", "note"]
 # search_fields: the order's own text and text through the relation to the (independently tiered) customer
-SEARCH_FIELDS = ["note", "customer__email", "customer__name"]
+# (icontains, and istartswith for the name)
+SEARCH_FIELDS = ["note", "customer__email", "^customer__name"]
 
 
 class PageNumber(pagination.PageNumberPagination):
@@ -81,6 +82,9 @@ def build(prefix: str, order_model: type, customer_model: type) -> Views:
         name = django_filters.CharFilter(field_name="customer__name", lookup_expr="istartswith")
         # its choices are every customer, hot and cold
         customer = django_filters.ModelChoiceFilter(queryset=customer_model.objects.order_by("email"))
+        customers = django_filters.ModelMultipleChoiceFilter(
+            field_name="customer", queryset=customer_model.objects.all()
+        )
         created = django_filters.DateFromToRangeFilter(field_name="created_at")
         customer_since = django_filters.DateFromToRangeFilter(field_name="customer__created_at")
         total = django_filters.RangeFilter()
