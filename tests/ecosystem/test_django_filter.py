@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.ecosystem.helpers import same, url, walk
+from tests.ecosystem.helpers import EVERY_CROSSING, crossings, same, url, walk
 from tests.ecosystem.views import PLAIN, TIERED
 from tiering.exceptions import TieringQueryError
 
@@ -45,8 +45,10 @@ def test_filters_through_the_drf_view(shop, client):
         ids, _last = walk(client, url("tiered", "page", data))
         for ordering in ("total", "-note", "customer"):
             walk(client, url("tiered", "page", {**data, "ordering": ordering}))
-        if "email" in data and data["email"] in ("alpha", "example"):
-            assert set(ids) & shop.hot_orders and set(ids) & shop.cold_orders, data
+        if data in ({"email": "example"}, {"customers": [3, 4, 8]}):
+            assert crossings(shop, ids) == EVERY_CROSSING, data
+        if data == {"customer": 4}:  # a cold customer's orders, in both tiers
+            assert crossings(shop, ids) == {(False, True), (True, True)}
 
 
 def test_invalid_filter_data_is_a_400_in_the_drf_view(shop, client):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ecosystem.helpers import refused_or_same, same, url, walk
+from tests.ecosystem.helpers import EVERY_CROSSING, crossings, refused_or_same, same, url, walk
 from tests.ecosystem.models import PlainOrder
 from tests.ecosystem.views import PAGE_SIZE
 
@@ -24,10 +24,6 @@ CURSOR_ORDERINGS = [o for o in ORDERINGS if o is None or o.lstrip("-").split(","
 
 def all_ids() -> list[int]:
     return sorted(PlainOrder.objects.values_list("pk", flat=True))
-
-
-def spans_tiers(shop, ids) -> bool:
-    return bool(set(ids) & shop.hot_orders and set(ids) & shop.cold_orders)
 
 
 @pytest.mark.parametrize("ordering", ORDERINGS)
@@ -78,20 +74,21 @@ def test_cursor_pages_forward_and_back(shop, client, ordering):
 @pytest.mark.parametrize("view", ["page", "limit", "cursor"])
 @pytest.mark.parametrize("ordering", ["customer__email", "-customer__email", "status,customer__email"])
 def test_ordering_through_the_relation_is_refused_or_right(shop, client, view, ordering):
-    assert refused_or_same(client, url("tiered", view, {"ordering": ordering})) in ("refused", "4xx", "same")
+    refused_or_same(client, url("tiered", view, {"ordering": ordering}))
 
 
 # Terms that match through the customer (email, name, across its tiers), through the order's own note, both
 # (OR across search_fields), several terms (AND), a phrase, and nothing.
-SEARCHES = ["alpha", "ALPHA", "beta.example", "ann", "bob5", "gift", "alpha dock", "ann alpha", "ann,gamma",
-            '"leave at"', "dee6@gamma", "nobody", "@"]
+SEARCHES = ["alpha", "ALPHA", "beta.example", "ann", "bob", "bob5", "gift", "alpha dock", "ann alpha",
+            "ann,gamma", '"leave at"', "dee6@gamma", "nobody", "@"]
 
 
 @pytest.mark.parametrize("search", SEARCHES)
 def test_search_through_the_customer(shop, client, search):
     ids, _last = walk(client, url("tiered", "page", {"search": search}))
-    if search in ("alpha", "ann", "@"):
-        assert spans_tiers(shop, ids)  # hits among hot and cold orders, of hot and cold customers
+    if search in ("alpha", "bob", "@"):
+        # hits among hot and cold orders, each with customers in either tier
+        assert crossings(shop, ids) == EVERY_CROSSING
     if search == "nobody":
         assert ids == []
     for ordering in ("total", "-note"):
