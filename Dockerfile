@@ -7,13 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOTCOLD_DATA_DIR=/app/data
 
 WORKDIR /app
-# Dependencies first, so that a code change does not reinstall them.
+# Dependencies first, so that a code change does not reinstall them. The wheel holds the tiering app; the
+# demo site and example apps run from /app, the working directory.
 COPY pyproject.toml README.md ./
-COPY hotcold_site/__init__.py hotcold_site/
 COPY tiering/__init__.py tiering/
-COPY accounts/__init__.py accounts/
-COPY orders/__init__.py orders/
-RUN pip install .
+RUN pip install ".[demo]"
 
 COPY . .
 RUN pip install --no-deps . \

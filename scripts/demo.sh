@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The demo on the embedded default: two SQLite files (data/hot.sqlite3 and
 # data/cold.sqlite3), demo data, a real archive run, the dashboard served.
+# It listens on 127.0.0.1 (the demo has the superuser admin/admin); HOST=0.0.0.0 opens it to the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export TIERING_RUN_IN_PROCESS=1   # "Run now" moves in the web process: no worker needed for the demo
 PY=.venv/bin/python
+HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 $PY manage.py migrate --no-input -v0
 $PY manage.py migrate --database=cold --no-input -v0
@@ -18,5 +20,5 @@ DJANGO_SUPERUSER_PASSWORD=${DEMO_PASSWORD:-admin} $PY manage.py createsuperuser 
     --username admin --email admin@example.com >/dev/null 2>&1 || true
 $PY manage.py analyze_tiers
 echo
-echo "Dashboard: http://127.0.0.1:$PORT/tiering/   admin: http://127.0.0.1:$PORT/admin/  (admin / ${DEMO_PASSWORD:-admin})"
-exec $PY manage.py runserver "0.0.0.0:$PORT"
+echo "Dashboard: http://$HOST:$PORT/tiering/   admin: http://$HOST:$PORT/admin/  (admin / ${DEMO_PASSWORD:-admin})"
+exec $PY manage.py runserver "$HOST:$PORT"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the test suite uses: PostgreSQL and Redis servers (started by
-# the tests on loopback), Chromium and its driver (the browser test).
+# the tests on loopback), Chromium and its driver (the browser test), and the
+# venv module with pip (scripts/bootstrap.sh; tests/test_wheel.py makes a fresh virtualenv).
 set -euo pipefail
 need=()
+"${PYTHON:-python3}" -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v chromium >/dev/null || need+=(chromium)

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: system packages, virtualenv, the linter, pytest.
-# PostgreSQL and Redis are started on loopback by the tests themselves (tests/servers.py).
+# PostgreSQL and Redis are started on loopback by the tests themselves (tests/servers.py); the ones this run
+# started are stopped when it ends, and servers that were already running are left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/system-packages.sh
 scripts/bootstrap.sh test
 .venv/bin/ruff check .   # the configuration is pyproject.toml's [tool.ruff]
-exec .venv/bin/python -m pytest "$@"
+before=" $(.venv/bin/python -m tests.servers running) "
+stop_started() {
+    local started=()
+    for name in postgres redis; do
+        [[ "$before" == *" $name "* ]] || started+=("$name")
+    done
+    [ ${#started[@]} -eq 0 ] || .venv/bin/python -m tests.servers stop "${started[@]}"
+}
+trap stop_started EXIT
+.venv/bin/python -m pytest "$@"

@@ -1,8 +1,10 @@
 """Start throwaway PostgreSQL and Redis servers on loopback for the tests.
 
 The servers are reused by later test runs on the same machine (their data
-lives under ``/tmp/hotcold-servers``); ``python -m tests.servers stop`` stops
-them. PostgreSQL refuses to run as root, so as root the cluster is created
+lives under ``/tmp/hotcold-servers``); ``python -m tests.servers running``
+names those listening, ``python -m tests.servers stop [postgres] [redis]``
+stops them (both by default); scripts/test.sh stops the ones its run
+started. PostgreSQL refuses to run as root, so as root the cluster is created
 and started as the ``postgres`` user with a data directory that user owns.
 The cluster uses the C collation so that text sorts by code point in both
 tiers, as the merged read path compares text.
@@ -122,18 +124,34 @@ def ensure_redis() -> Server:
     return Server(None, f"Redis did not listen on 127.0.0.1:{REDIS_PORT}")
 
 
-def stop() -> None:
+SERVERS = ("postgres", "redis")
+
+
+def running() -> list[str]:
+    """The servers listening on their ports now."""
+    ports = {"postgres": PG_PORT, "redis": REDIS_PORT}
+    return [name for name in SERVERS if _port_open(ports[name])]
+
+
+def stop(names: tuple[str, ...] = SERVERS) -> None:
+    """Stop the named servers of ``ROOT`` that are listening."""
+    up = running()
     bindir = _pg_bindir()
     data = ROOT / "postgres" / "data"
-    if bindir and data.exists():
+    if "postgres" in names and "postgres" in up and bindir and data.exists():
         subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"]), check=False)
     pidfile = ROOT / "redis" / "redis.pid"
-    if pidfile.exists():
+    if "redis" in names and "redis" in up and pidfile.exists():
         subprocess.run(["kill", pidfile.read_text().strip()], check=False)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["stop"]:
-        stop()
-    else:
+    command, *names = sys.argv[1:] or [""]
+    if command == "stop" and set(names) <= set(SERVERS):
+        stop(tuple(names) or SERVERS)
+    elif command == "running" and not names:
+        print(" ".join(running()))
+    elif not command:
         print(ensure_postgres(), ensure_redis())
+    else:
+        sys.exit("usage: python -m tests.servers [running | stop [postgres] [redis]]")

@@ -238,10 +238,16 @@ def test_e004_other_integer_settings():
     ({"METRICS_REFRESH_SECONDS": True}, ["tiering.E014"]),
     ({"COST_PER_GB_MONTH": {"hot": 0.25}}, ["tiering.E015"]),
     ({"COST_PER_GB_MONTH": {"hot": -1, "cold": 0.02}}, ["tiering.E015"]),
+    ({"CURRENCY": "€"}, ["tiering.E015"]),
+    ({"CURRENCY": "usd"}, ["tiering.E015"]),
+    ({"CURRENCY": None}, ["tiering.E015"]),
     ({"SCHEDULE": "0 2 * *"}, ["tiering.E016"]),
     ({"SCHEDULE": "61 2 * * *"}, ["tiering.E016"]),
+    ({"ADMIN_PROMOTES_ON_VIEW": "yes"}, ["tiering.E017"]),
+    ({"ADMIN_PROMOTES_ON_VIEW": 1, "RUN_IN_PROCESS": None}, ["tiering.E017", "tiering.E017"]),
 ], ids=["typo", "zero-seconds", "text-and-infinite-seconds", "bool-seconds", "missing-price", "negative-price",
-        "four-fields", "minute-61"])
+        "currency-symbol", "currency-lower-case", "currency-none", "four-fields", "minute-61", "text-bool",
+        "int-and-none-bools"])
 def test_every_other_setting_is_checked(changes, ids_):
     with override_settings(TIERING={**django_settings.TIERING, **changes}):
         messages = check_settings()

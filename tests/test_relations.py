@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -80,6 +80,13 @@ def test_one_tier_of_orders_still_finds_customers_in_the_other(world, tiers):
     expected = [pk for pk in oracle(world, lambda o, c: c.name == "Bob") if world[1][pk]._state.db == tiers.cold]
     assert order_ids(Order.objects.cold().filter(customer__name="Bob")) == expected
     assert world[0][4]._state.db == tiers.hot  # Bob (4) is hot, his cold orders are found
+
+
+def test_conditional_aggregates_through_the_relation(world):
+    counted = Order.objects.aggregate(
+        ada=Count("pk", filter=Q(customer__name="Ada")), big=Sum("total", filter=Q(customer__name__in=["Bob", "Zoë"])))
+    assert counted["ada"] == len(oracle(world, lambda o, c: c.name == "Ada"))
+    assert counted["big"] == sum(Decimal(pk) for pk in oracle(world, lambda o, c: c.name in ("Bob", "Zoë")))
 
 
 def test_ordered_pages_and_get(world):

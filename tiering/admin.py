@@ -6,21 +6,37 @@ paginator's ``count()`` and page slice are answered by ``TieredQuerySet``
 whole. It adds a "tier" column and filter, a distribution summary above the
 list, and the "Move to cold" / "Restore to hot" actions, which need
 ``tiering.move_data``, confirm with counts first, and run through the mover so
-that each leaves a MigrationRun. Change pages find a row in its own tier
-without promoting it, so saving a cold row writes it back to cold.
+that each leaves a MigrationRun. Facet counts and the date hierarchy add up
+both tiers (``TieredChangeList``, ``templatetags/tiering_admin.py``).
+
+No admin page moves or touches a row: the change, history and delete pages
+find it pinned to its tier (so saving a cold row writes it back to cold), and
+keys to other tiered models are looked up the same way. Only with
+``TIERING["ADMIN_PROMOTES_ON_VIEW"]`` does opening a change page read the row
+through the tiered ``get()``, promoting it as the application would.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.filters import FacetsMixin
+from django.contrib.admin.utils import NestedObjects, quote, unquote
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.html import format_html
+from django.utils.text import Truncator, capfirst
+from django.utils.translation import ngettext
 
 from . import move
 from .analysis import analyze, batch_seconds
@@ -29,6 +45,59 @@ from .models import MOVE_PERMISSION, Direction, MigrationBatch, MigrationRun, Ti
 from .move import selection
 from .registry import registry
 from .text import human_bytes
+
+
+def in_tier(queryset: QuerySet, alias: str) -> QuerySet:
+    """The rows of ``queryset`` held in tier ``alias``. A queryset already pinned to the other tier (the
+    tier filter's) has none there: ``.using()`` alone would re-point it and read the other tier's rows."""
+    if queryset.is_tiered:
+        return queryset.using(alias)
+    return queryset if queryset.db == alias else queryset.none()
+
+
+def find_in_tiers(queryset: QuerySet, **lookup: Any) -> Any:
+    """``get(**lookup)`` in hot, then cold, each read pinned to its tier: unlike the tiered ``get()`` it
+    neither promotes a cold row (promote_on_access) nor records an access."""
+    for alias in tiering_settings.aliases:
+        try:
+            return in_tier(queryset, alias).get(**lookup)
+        except queryset.model.DoesNotExist:
+            continue
+    raise queryset.model.DoesNotExist(f"{queryset.model._meta.object_name} matching query does not exist.")
+
+
+class TieredModelChoiceField(forms.ModelChoiceField):
+    """A foreign key to a tiered model, validated without promoting or touching the related row."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        self.validate_no_null_characters(value)
+        key = self.to_field_name or "pk"
+        try:
+            if isinstance(value, self.queryset.model):
+                value = getattr(value, key)
+            return find_in_tiers(self.queryset, **{key: value})
+        except (ValueError, TypeError, self.queryset.model.DoesNotExist, ValidationError):
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice",
+                                  params={"value": value}) from None
+
+
+class TieredRawIdWidget(ForeignKeyRawIdWidget):
+    """The raw id widget's label of a row of a tiered model, read without promoting or touching it."""
+
+    def label_and_url_for_value(self, value):
+        model = self.rel.model
+        try:
+            obj = find_in_tiers(model._default_manager.all(), **{self.rel.get_related_field().name: value})
+        except (ValueError, model.DoesNotExist, ValidationError):
+            return "", ""
+        try:
+            url = reverse(f"{self.admin_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_change",
+                          args=(obj.pk,))
+        except NoReverseMatch:
+            url = ""  # no admin for the related model
+        return Truncator(obj).words(14), url
 
 
 class TierFilter(admin.SimpleListFilter):
@@ -42,10 +111,49 @@ class TierFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "hot":
-            return queryset.hot()
+            return in_tier(queryset, tiering_settings.HOT)
         if self.value() == "cold":
-            return queryset.cold()
+            return in_tier(queryset, tiering_settings.COLD)
         return queryset
+
+
+def facet_counts(spec: FacetsMixin, changelist: ChangeList) -> dict[str, int]:
+    """``spec.get_facet_queryset()`` for a tiered list, each count taken by the tiered ``count()``.
+
+    Django counts all choices in one ``aggregate()`` of ``Count(pk, filter=Q(...))``; a tiered queryset
+    runs that aggregate in each tier. A list filter's choice is ``Q(pk__in=<its queryset>)``, and the tier
+    filter's queryset is pinned to one alias, so the other tier refused it ("Subqueries aren't allowed
+    across different databases"); a filter through a relation would be joined inside each tier and miss
+    the rows whose related row is in the other one. So: a list filter's choice counts its own queryset,
+    a field filter through a relation counts ``filter(Q)`` (which the tiered queryset answers or refuses),
+    and only a filter on the model's own column keeps Django's single aggregate, which is exact per tier.
+    """
+    filtered = changelist.get_queryset(spec.request, exclude_parameters=spec.expected_parameters())
+    if isinstance(spec, admin.SimpleListFilter):
+        original = spec.used_parameters.get(spec.parameter_name)
+        counts = {}
+        for i, (value, _title) in enumerate(spec.lookup_choices):
+            spec.used_parameters[spec.parameter_name] = value
+            chosen = spec.queryset(spec.request, filtered)
+            if chosen is not None:
+                counts[f"{i}__c"] = chosen.count()
+        spec.used_parameters[spec.parameter_name] = original
+        return counts
+    aggregates = spec.get_facet_counts(changelist.pk_attname, filtered)
+    if LOOKUP_SEP not in getattr(spec, "field_path", ""):
+        return filtered.aggregate(**aggregates)
+    return {name: filtered.filter(count.filter).count() for name, count in aggregates.items()}
+
+
+class TieredChangeList(ChangeList):
+    """The changelist of a tiered model: facet counts that add up across both tiers."""
+
+    def get_filters(self, request):
+        specs, *rest = super().get_filters(request)
+        for spec in specs:
+            if isinstance(spec, FacetsMixin):
+                spec.get_facet_queryset = partial(facet_counts, spec)
+        return specs, *rest
 
 
 def tier_of(obj: Any) -> str:
@@ -84,6 +192,9 @@ class TieredModelAdmin(admin.ModelAdmin):
         filters = list(super().get_list_filter(request))
         return filters if TierFilter in filters else [*filters, TierFilter]
 
+    def get_changelist(self, request, **kwargs):
+        return TieredChangeList
+
     def changelist_view(self, request, extra_context=None):
         extra_context = dict(extra_context or {})
         figures = analyze(self.tiered, detail=False)
@@ -97,20 +208,38 @@ class TieredModelAdmin(admin.ModelAdmin):
 
     # ------------------------------------------------------------ change page
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
-        """Find the row in hot, then cold, without promote-on-access or touching it."""
+        """Find the row in hot, then cold, without promote-on-access or touching it (every page that opens
+        one row: change, history, delete)."""
         queryset = self.get_queryset(request)
         model = queryset.model
         field = model._meta.pk if from_field is None else model._meta.get_field(from_field)
         try:
-            object_id = field.to_python(object_id)
-        except (ValidationError, ValueError):
+            return find_in_tiers(queryset, **{field.name: field.to_python(object_id)})
+        except (model.DoesNotExist, ValidationError, ValueError):
             return None
-        for tier in (queryset.hot(), queryset.cold()):
-            try:
-                return tier.get(**{field.name: object_id})
-            except (model.DoesNotExist, ValidationError, ValueError):
-                continue
-        return None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if tiering_settings.ADMIN_PROMOTES_ON_VIEW and request.method == "GET":
+            self.read_as_the_application_does(request, unquote(object_id))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def read_as_the_application_does(self, request: HttpRequest, object_id: str) -> None:
+        """TIERING['ADMIN_PROMOTES_ON_VIEW']: opening the change page reads the row through the tiered
+        ``get()``, which promotes a cold row of a promote_on_access policy and records the access; the
+        page then finds the row where that left it."""
+        queryset = self.get_queryset(request)
+        try:
+            queryset.get(pk=queryset.model._meta.pk.to_python(object_id))
+        except (queryset.model.DoesNotExist, ValidationError, ValueError):
+            pass  # the change page answers for a missing row
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        """A key to another tiered model: its row is found in either tier, never promoted or touched."""
+        if registry.get(db_field.related_model) is not None:
+            kwargs.setdefault("form_class", TieredModelChoiceField)
+            if db_field.name in self.raw_id_fields and "widget" not in kwargs:
+                kwargs["widget"] = TieredRawIdWidget(db_field.remote_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         """Inline child rows are read from the tier of their parent."""
@@ -119,6 +248,37 @@ class TieredModelAdmin(admin.ModelAdmin):
         if obj is not None and obj.pk is not None and alias in tiering_settings.aliases:
             kwargs["queryset"] = kwargs["queryset"].using(alias)
         return kwargs
+
+    def get_deleted_objects(self, objs, request):
+        """Django's delete summary collects related rows in the hot alias; a cold row's children are in
+        cold. Collect each tier's rows in their own tier (the delete itself already runs there)."""
+        by_tier: dict[str, list] = {}
+        for obj in objs:
+            by_tier.setdefault(obj._state.db or tiering_settings.HOT, []).append(obj)
+        to_delete, model_count, perms_needed, protected = [], {}, set(), []
+
+        def describe(obj):
+            opts = obj._meta
+            if not self.admin_site.is_registered(type(obj)):
+                return f"{capfirst(opts.verbose_name)}: {obj}"
+            if not self.admin_site.get_model_admin(type(obj)).has_delete_permission(request, obj):
+                perms_needed.add(opts.verbose_name)
+            try:
+                link = reverse(f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
+                               args=(quote(obj.pk),))
+            except NoReverseMatch:
+                return f"{capfirst(opts.verbose_name)}: {obj}"
+            return format_html('{}: <a href="{}">{}</a>', capfirst(opts.verbose_name), link, obj)
+
+        for alias, group in by_tier.items():
+            collector = NestedObjects(using=alias, origin=group)
+            collector.collect(group)
+            to_delete += collector.nested(describe)
+            protected += [describe(obj) for obj in collector.protected]
+            for model, found in collector.model_objs.items():
+                name = model._meta.verbose_name_plural
+                model_count[name] = model_count.get(name, 0) + len(found)
+        return to_delete, model_count, perms_needed, protected
 
     # --------------------------------------------------------------- actions
     def has_move_data_permission(self, request: HttpRequest) -> bool:
@@ -135,7 +295,7 @@ class TieredModelAdmin(admin.ModelAdmin):
     def _move(self, request: HttpRequest, queryset: QuerySet, direction: str):
         tiered = self.tiered
         now = timezone.now()
-        source = queryset.hot() if direction == Direction.TO_COLD else queryset.cold()
+        source = in_tier(queryset, tiering_settings.HOT if direction == Direction.TO_COLD else tiering_settings.COLD)
         pks = list(source.values_list("pk", flat=True))
         selected = queryset.count()
         if direction == Direction.TO_COLD:
@@ -174,10 +334,15 @@ class TieredModelAdmin(admin.ModelAdmin):
         except move.MoveError as exc:
             self.message_user(request, f"The move failed: {exc}", messages.ERROR)
             return None
+        if run is None:
+            self.message_user(request, "Nothing to move: no selected row is eligible under the policy now.",
+                              messages.WARNING)
+            return None
         url = reverse("tiering:run", args=[run.pk])
+        moved = ngettext("%(rows)s row moved.", "%(rows)s rows moved.", run.rows) % {
+            "rows": number_format(run.rows, force_grouping=True)}
         self.message_user(
-            request,
-            format_html('Run <a href="{}">#{}</a> {}: {} rows moved.', url, run.pk, run.get_state_display(), run.rows),
+            request, format_html('Run <a href="{}">#{}</a> {}: {}', url, run.pk, run.get_state_display(), moved),
             messages.SUCCESS,
         )
         return None

@@ -7,10 +7,11 @@ class TieringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, signals  # noqa: F401  (register checks and receivers)
+        from . import checks, extras, signals  # noqa: F401  (register checks and receivers)
         from .registry import registry
 
         registry.populate()
-        from .metrics import connect
+        if extras.has_prometheus():
+            from .metrics import connect
 
-        connect()  # Prometheus collector and signal receivers
+            connect()  # Prometheus collector and signal receivers

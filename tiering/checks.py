@@ -2,7 +2,8 @@
 
 Ids: tiering.E0xx for errors (a configuration that would lose or hide rows,
 or cannot work), W0xx for settings that work but cost speed or leave a
-hazard (W002: a save that can duplicate a moved row; W003: an unknown key).
+hazard (W002: a save that can duplicate a moved row; W003: an unknown key;
+W010, W011: a setting that asks for an optional package that is not installed).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models
 
-from . import backends
+from . import backends, extras
 from .conf import DEFAULTS, tiering_settings
 from .exceptions import UnsupportedDatabase
 from .mixins import TieredSaveMixin
@@ -74,7 +75,8 @@ def check_aliases(app_configs=None, **kwargs):
 
 @checks.register()
 def check_settings(app_configs=None, **kwargs):
-    """Every other TIERING key: unknown keys (W003), seconds (E014), prices (E015), the crontab (E016)."""
+    """Every other TIERING key: unknown keys (W003), seconds (E014), prices and their currency (E015), the
+    crontab (E016), booleans (E017)."""
     errors = []
     user = getattr(settings, "TIERING", None) or {}
     for key in sorted(set(user) - set(DEFAULTS)):
@@ -90,6 +92,13 @@ def check_settings(app_configs=None, **kwargs):
                 f"TIERING['{name}'] must be a positive number of seconds, not {value!r}.",
                 hint=f"Set TIERING['{name}'] to a number above 0 or remove it to use the default.",
                 id="tiering.E014"))
+    for name in ("RUN_IN_PROCESS", "ADMIN_PROMOTES_ON_VIEW"):
+        value = getattr(tiering_settings, name)
+        if not isinstance(value, bool):
+            errors.append(checks.Error(
+                f"TIERING['{name}'] must be True or False, not {value!r}.",
+                hint=f"Set TIERING['{name}'] to a bool or remove it to use the default ({DEFAULTS[name]}).",
+                id="tiering.E017"))
     prices = tiering_settings.COST_PER_GB_MONTH
     if not isinstance(prices, dict) or not all(
             isinstance(prices.get(tier), (int, float)) and not isinstance(prices.get(tier), bool)
@@ -98,12 +107,40 @@ def check_settings(app_configs=None, **kwargs):
             f"TIERING['COST_PER_GB_MONTH'] must give a price of 0 or more for 'hot' and 'cold', not {prices!r}.",
             hint="For example {'hot': 0.25, 'cold': 0.02} (per GB and month).",
             id="tiering.E015"))
+    currency = tiering_settings.CURRENCY
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()):
+        errors.append(checks.Error(
+            f"TIERING['CURRENCY'] must be a three-letter ISO 4217 currency code, not {currency!r}.",
+            hint="For example 'USD' or 'EUR': the currency of COST_PER_GB_MONTH.",
+            id="tiering.E015"))
     try:
         crontab_fields(tiering_settings.SCHEDULE)
     except ValueError as exc:
         errors.append(checks.Error(f"TIERING['SCHEDULE']: {exc}.", hint="For example '0 2 * * *' (02:00 daily).",
                                    id="tiering.E016"))
     return errors
+
+
+@checks.register()
+def check_extras(app_configs=None, **kwargs):
+    """Settings whose part needs an extra that is not installed (tiering/extras.py)."""
+    warnings = []
+    if not tiering_settings.RUN_IN_PROCESS and not extras.has_celery():
+        warnings.append(checks.Warning(
+            "The dashboard's 'Run now' queues a Celery task, and Celery is not installed.",
+            hint="pip install 'hotcold[celery]' and run a worker, or set TIERING['RUN_IN_PROCESS'] = True "
+                 "to move in the web process.",
+            id="tiering.W010"))
+    user = getattr(settings, "TIERING", None) or {}
+    scheduled = ["TIERING['SCHEDULE']"] if "SCHEDULE" in user else []
+    scheduled += [f"{tiered.label} (class Tiering: schedule)" for tiered in global_registry if tiered.schedule]
+    if scheduled and not extras.has_beat():
+        warnings.append(checks.Warning(
+            f"{scheduled[0]} sets a schedule, and django-celery-beat, which runs it, is not in INSTALLED_APPS.",
+            hint="pip install 'hotcold[celery]', add 'django_celery_beat' to INSTALLED_APPS and run "
+                 "manage.py tiering_schedule; or remove the schedule.",
+            id="tiering.W011"))
+    return warnings
 
 
 @checks.register(checks.Tags.database)

@@ -35,12 +35,19 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE": "0 2 * * *",
     # Storage prices per GB and month used by analyze_tiers and the dashboard.
     "COST_PER_GB_MONTH": {"hot": 0.25, "cold": 0.02},
+    # ISO 4217 code of the currency of COST_PER_GB_MONTH, shown with every cost figure.
+    "CURRENCY": "USD",
     # Force the copy path: "sqlite" (ATTACH), "pg_copy" (COPY), "pg_insert" (INSERT ... SELECT between two
     # schemas of one PostgreSQL database), "orm", or the dotted path of a tiering.move.paths.BaseCopyPath
     # subclass; None takes the first path that fits the HOT/COLD pair.
     "MOVE_PATH": None,
     # Run dashboard "Run now" moves in the web process instead of through Celery.
     "RUN_IN_PROCESS": False,
+    # Opening a row's change page in the admin reads it as the application does: a cold row of a model whose
+    # AccessPolicy has promote_on_access moves back to hot, and the access field is touched. False: the admin
+    # (changelist, change, history and delete pages, actions) leaves every row in its tier, its access field
+    # untouched; only the move actions move rows.
+    "ADMIN_PROMOTES_ON_VIEW": False,
     # Tier row and byte gauges of /metrics are recomputed at most this often (and after each run).
     "METRICS_REFRESH_SECONDS": 60,
 }

@@ -60,7 +60,7 @@ def parse_filters(tiered: TieredModel, expressions: Iterable[str]) -> Q:
         try:
             condition = Q(**{key: _convert(field, lookup, raw)})
             QuerySet(model=model).filter(condition).query.get_compiler(using=tiering_settings.HOT).as_sql()
-            relations.refuse_cross_tier(model, QuerySet(model=model).filter(relations.rewrite(model, condition)).query)
+            relations.refuse_cross_tier_q(model, condition)
         except ValidationError as exc:
             raise FilterError(f"--filter {expression!r}: {one_line('; '.join(exc.messages))}") from None
         except (FieldError, FieldDoesNotExist, ValueError, TypeError, TieringQueryError) as exc:

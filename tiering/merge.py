@@ -27,6 +27,8 @@ from django.db.models.query import (
     ValuesListIterable,
 )
 
+from . import relations
+
 # Pages up to this many rows are fetched in one query per tier.
 SMALL_PAGE = 2000
 _HIDDEN = "_tiering_key_"
@@ -164,6 +166,7 @@ def _probe_shape(qs: QuerySet, sort: list[SortField], offset: int, reverse: bool
         or query.group_by is not None
         or query.combinator
         or query.where.contains_aggregate
+        or relations.has_keys(query.where)  # keys read for this query only: not worth keeping
     ):
         return None
     try:

@@ -10,6 +10,9 @@ read from the ledger with them, so it is right whichever process ran the move.
 
 Every metric works in prometheus_client's multi-process mode
 (``PROMETHEUS_MULTIPROC_DIR``): the gauges use the ``mostrecent``/``max`` modes.
+
+The module needs the ``[prometheus]`` extra (django-prometheus); the app
+connects it only where that is installed (``TieringConfig.ready``).
 """
 from __future__ import annotations
 
@@ -22,13 +25,18 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
+from . import extras
 from .analysis import analyze, batch_seconds
 from .conf import tiering_settings
 from .models import MigrationBatch, MigrationRun, RunState
 from .registry import registry
 from .signals import batch_done, run_failed, run_finished
+
+try:
+    from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+except ImportError as exc:  # the [prometheus] extra is not installed
+    raise extras.missing("tiering.metrics needs django-prometheus", extras.PROMETHEUS) from exc
 
 logger = logging.getLogger("tiering.metrics")
 

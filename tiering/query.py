@@ -61,7 +61,11 @@ class TieredQuerySet(QuerySet):
         return super().complex_filter(filter_obj)
 
     def select_related(self, *fields: Any) -> TieredQuerySet:
-        if registry.get(self.model) is None or fields == (None,):
+        if fields == (None,):
+            clone = super().select_related(None)
+            clone._related_apart = {}
+            return clone
+        if registry.get(self.model) is None:
             return super().select_related(*fields)
         joined, apart = relations.split_select_related(self.model, fields)
         clone = super().select_related(*joined) if joined or not apart else self._chain()
@@ -259,6 +263,10 @@ class TieredQuerySet(QuerySet):
         plan: dict[str, tuple[str, list[str]]] = {}
         for alias, agg in kwargs.items():
             kind = type(agg)
+            if isinstance(getattr(agg, "filter", None), Q):  # Count(..., filter=Q(customer__name=...))
+                relations.refuse_cross_tier_q(self.model, agg.filter)
+                agg = agg.copy()
+                agg.filter = relations.freeze_q(relations.rewrite(self.model, agg.filter))
             if getattr(agg, "distinct", False) and kind not in (Min, Max):
                 raise TieringQueryError(
                     f"{kind.__name__}(distinct=True) ({alias}) cannot be combined across tiers: a value "

@@ -57,11 +57,13 @@ class KeysOf(Expression):
         self.queryset, self.column = queryset, column
         self.keys: list[Any] | None = None  # set by frozen()
 
-    # Identity, not value: comparing values would read the keys, and no compiled SQL may outlive them.
+    # Identity, not value: comparing values would read the keys. A compiled SQL cached by its WHERE (the
+    # merge's probes) then lives only as long as this object, whose keys freeze() fixed.
     def __eq__(self, other: object) -> bool:
         return self is other
 
-    __hash__ = None
+    def __hash__(self) -> int:
+        return id(self)
 
     def __repr__(self) -> str:
         return f"KeysOf({self.queryset.model._meta.label}.{self.column})"
@@ -123,7 +125,7 @@ class _Crossing:
 
 def rewrite(model: type[models.Model], q: Q) -> Q:
     """``q`` with every condition through another tiered model answered on the key (see the module)."""
-    if registry.get(model) is None and registry.parent_of(model) is None or not _may_cross(model, q):
+    if not _may_cross(model, q) or registry.get(model) is None and registry.parent_of(model) is None:
         return q
     return _rewrite_node(model, q)
 
@@ -267,7 +269,7 @@ def _given_queryset(key: str, value: QuerySet | Query, lookup: str, output_field
 # --------------------------------------------------------------------- freeze
 def freeze(query: Query) -> Query:
     """``query`` with its ``KeysOf`` read once (a clone), or ``query`` itself when it has none."""
-    if not _has_keys(query.where):
+    if not has_keys(query.where):
         return query
     clone = query.clone()
     clone.where = _frozen(query.where)
@@ -286,10 +288,11 @@ def freeze_q(q: Q) -> Q:
     return node
 
 
-def _has_keys(node: WhereNode) -> bool:
+def has_keys(node: WhereNode) -> bool:
+    """Whether a WHERE tree holds a ``KeysOf``."""
     for child in node.children:
         if isinstance(child, WhereNode):
-            if _has_keys(child):
+            if has_keys(child):
                 return True
         elif isinstance(getattr(child, "rhs", None), KeysOf):
             return True
@@ -372,6 +375,11 @@ def refuse_cross_tier(model, query: Query) -> None:
                     "(customer__email=... is answered in both tiers), use prefetch_related(), or read one "
                     "tier with .hot()/.cold()."
                 )
+
+
+def refuse_cross_tier_q(model, q: Q) -> None:
+    """``refuse_cross_tier()`` for a selection given as a Q (a move's ``where``, a ``--filter``)."""
+    refuse_cross_tier(model, QuerySet(model).filter(rewrite(model, q)).query)
 
 
 def _subquery_tables(expression: Any) -> set[str]:

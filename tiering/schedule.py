@@ -7,19 +7,28 @@ from the database (``DatabaseScheduler``) and they show in django-celery-beat's
 admin, where an operator may pause one. ``sync()`` is idempotent: it creates
 missing rows, corrects drifted ones, removes rows of models no longer tiered,
 and leaves ``enabled`` alone so that a paused schedule stays paused.
+
+The rows need django-celery-beat (the ``[celery]`` extra) in INSTALLED_APPS;
+without it the crontab expressions are still checked for their five fields.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from celery.schedules import crontab
 from django.conf import settings
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 
+from . import extras
 from .conf import tiering_settings
 from .registry import registry
+
+try:
+    from celery.schedules import crontab
+except ImportError:  # the [celery] extra is not installed: nothing reads the schedules
+    crontab = None
 
 ARCHIVE_TASK = "tiering.archive_model"
 NAME_PREFIX = "tiering: archive "
@@ -55,6 +64,8 @@ def crontab_fields(expression: str) -> dict[str, str]:
     if len(parts) != 5:
         raise ValueError(f"crontab {expression!r} must have 5 fields: minute hour day-of-month month day-of-week")
     fields = dict(zip(CRON_FIELDS, parts))
+    if crontab is None:
+        return fields
     try:
         crontab(**fields)  # celery's own parser rejects out-of-range values
     except Exception as exc:
@@ -77,6 +88,8 @@ def plan(labels: Iterable[str] | None = None) -> list[Planned]:
 
 
 def _models():
+    if not extras.has_beat():
+        raise extras.missing("The schedules need django-celery-beat in INSTALLED_APPS", extras.CELERY)
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
     return CrontabSchedule, PeriodicTask
@@ -162,3 +175,50 @@ def listing() -> list[dict]:
         }
         for task in ours().order_by("name")
     ]
+
+
+@dataclass(frozen=True)
+class NextRun:
+    at: datetime  # aware; the page shows it in the current time zone
+    schedule: str  # "0 2 * * * (Europe/Paris)"
+
+
+def next_run_at(task, now: datetime) -> datetime:
+    """When beat next runs ``task`` after ``now``: a crontab's next matching minute in the crontab's own
+    time zone (celery's ``crontab.remaining_delta``, the fields beat itself matches), other schedules by
+    their ``remaining_estimate`` from the last run."""
+    if task.crontab is not None:
+        start, delta, _ = task.crontab.schedule.remaining_delta(now)
+        return (start + delta).astimezone(UTC)  # exact: remaining_estimate() reads its own clock
+    schedule = task.schedule
+    schedule.nowfun = lambda: now  # the same instant as the page, not a clock read a moment later
+    return max(now, now + schedule.remaining_estimate(task.last_run_at or now))
+
+
+def next_runs(now: datetime) -> dict[str, NextRun] | None:
+    """The soonest enabled ``archive_model`` beat schedule of each model, by lower-case label; None when
+    django-celery-beat is not installed (the next run is then unknown)."""
+    if not extras.has_beat():
+        return None
+    _, PeriodicTask = _models()
+    found: dict[str, NextRun] = {}
+    tasks = PeriodicTask.objects.filter(enabled=True, task=ARCHIVE_TASK).select_related(
+        "crontab", "interval", "solar", "clocked")
+    try:
+        tasks = list(tasks)
+    except DatabaseError:  # its tables are not migrated: nothing is scheduled
+        return {}
+    for task in tasks:
+        try:
+            args = json.loads(task.args or "[]")
+            kwargs = json.loads(task.kwargs or "{}")
+        except ValueError:
+            continue
+        labels = [v for v in [*args, *kwargs.values()] if isinstance(v, str)]
+        at = next_run_at(task, now)
+        described = _describe(task) if task.crontab is not None else str(task.interval or task.solar or task.clocked)
+        for label in labels:
+            key = label.lower()
+            if key not in found or at < found[key].at:
+                found[key] = NextRun(at, described)
+    return found

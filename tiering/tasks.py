@@ -4,9 +4,10 @@ Every task calls ``tiering.move`` (or ``tiering.analysis``); none moves a row
 itself. Transient database errors (connection lost, database not accepting
 connections, lock timeout, serialization failure, deadlock) are retried with
 exponential backoff and full jitter; programming errors (bad SQL, integrity,
-bad arguments) fail at once. A task that finds the model's lock held by
-another live run returns ``{"status": "locked"}`` and logs why: the other run
-is doing the work. Failures are logged with the run id; the engine sends
+bad arguments) fail at once. A task that finds nothing to move returns
+``{"status": "nothing to move"}`` and records no run. A task that finds the
+model's lock held by another live run returns ``{"status": "locked"}`` and
+logs why: the other run is doing the work. Failures are logged with the run id; the engine sends
 ``tiering.signals.run_failed``/``run_finished`` for projects to act on.
 
 Scale-out: ``archive_model_parallel`` splits the eligible key range into
@@ -21,20 +22,24 @@ import os
 import sqlite3
 from typing import Any
 
-from celery import Task, chord, shared_task
-from celery.utils.time import get_exponential_backoff_interval
 from django.db import models as db_models
 from django.db import utils as db_utils
 from django.db.models import F
 from django.utils import timezone
 
-from . import analysis, move
+from . import analysis, extras, move
 from .conf import tiering_settings
 from .filters import parse_filters
 from .models import Direction, MigrationRun, RunState
 from .move import selection
 from .registry import TieredModel, registry
 from .text import one_line
+
+try:
+    from celery import Task, chord, shared_task
+    from celery.utils.time import get_exponential_backoff_interval
+except ImportError as exc:  # the [celery] extra is not installed
+    raise extras.missing("tiering.tasks needs Celery", extras.CELERY) from exc
 
 try:  # psycopg is optional: SQLite-only projects do not install it
     import psycopg
@@ -148,6 +153,11 @@ def _locked(task: Task, tiered: TieredModel, direction: str, exc: BaseException)
     return {"status": "locked", "model": tiered.label, "direction": str(direction), "detail": one_line(exc)}
 
 
+def _nothing(tiered: TieredModel, direction: str) -> dict[str, Any]:
+    logger.info("%s %s: nothing to move, no run recorded", tiered.label, direction)
+    return {"status": "nothing to move", "run": None, "model": tiered.label, "direction": str(direction), "rows": 0}
+
+
 def _move(task: TieringTask, tiered: TieredModel, direction: str, **options: Any) -> dict[str, Any]:
     """One engine call with the task's retry policy; the retry count is written to the run."""
     what = f"{task.name} {tiered.label}"
@@ -158,6 +168,8 @@ def _move(task: TieringTask, tiered: TieredModel, direction: str, **options: Any
         return _locked(task, tiered, direction, exc)
     except Exception as exc:
         task.retry_or_raise(exc, what, _failed_run_id(exc, tiered, direction, started))
+    if run is None:
+        return _nothing(tiered, direction)
     if task.request.retries:
         MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run.pk).update(
             retries=F("retries") + task.request.retries
@@ -232,6 +244,8 @@ def archive_model_parallel(self, label: str, workers: int = 2, batch_size: int |
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
     started = timezone.now()
+    if not move.has_work(tiered, Direction.TO_COLD):
+        return {**_nothing(tiered, Direction.TO_COLD), "ranges": []}
     try:  # lock first, then split: the run holds the model's lock while its ranges run
         run = move.start_run(tiered, Direction.TO_COLD, trigger="task", selection={"workers": workers})
     except move.LockHeld as exc:

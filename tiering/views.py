@@ -4,11 +4,12 @@ Server-rendered pages with inline SVG charts (no JavaScript). Access: anonymous
 users are sent to the login page; a logged-in user needs ``is_staff`` and
 ``tiering.view_migrationrun`` to see the pages and ``tiering.move_data`` for
 "Run now" (403 otherwise). A GET never moves data: "Run now" shows the
-dry-run plan and a form; only its POST (with CSRF) starts a run.
+dry-run plan and a form; only its POST (with CSRF) starts a run. Counts are
+pluralised and grouped, costs carry ``TIERING["CURRENCY"]``, times show the
+current time zone, and the next run is the beat crontab's own next match.
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -21,15 +22,17 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods
 
-from . import move
-from .analysis import ModelFigures, analyze, batch_seconds
+from . import move, schedule
+from .analysis import ModelFigures, analyze, batch_seconds, price
 from .conf import tiering_settings
 from .models import MOVE_PERMISSION, Direction, MigrationRun
 from .registry import TieredModel, registry
-from .schedule import ARCHIVE_TASK
-from .text import human_bytes
+from .text import human_bytes, money
 
 VIEW_PERMISSION = "tiering.view_migrationrun"
 CHART_DAYS = 14
@@ -65,9 +68,8 @@ def _tiered_or_404(label: str) -> TieredModel:
 @require_http_methods(["GET", "HEAD"])
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    schedules = next_runs(now)
-    cards = [card(analyze(tiered, now=now, histograms=False), schedules.get(tiered.label.lower()))
-             for tiered in registry]
+    schedules = schedule.next_runs(now)
+    cards = [card(analyze(tiered, now=now, histograms=False), schedules) for tiered in registry]
     runs = list(MigrationRun.objects.using(tiering_settings.HOT).order_by("-started_at", "-id")[:RECENT_RUNS])
     context = {
         "cards": cards,
@@ -76,6 +78,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "can_move": request.user.has_perm(MOVE_PERMISSION),
         "hot_alias": tiering_settings.HOT,
         "cold_alias": tiering_settings.COLD,
+        "prices": {tier: money(price(tier), tiering_settings.CURRENCY) for tier in ("hot", "cold")},
     }
     return render(request, "tiering/dashboard.html", context)
 
@@ -85,7 +88,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(MigrationRun.objects.using(tiering_settings.HOT), pk=pk)
     batches = [
-        {"batch": b, "seconds": batch_seconds(b),
+        {"batch": b, "seconds": batch_seconds(b), "bytes": human_bytes(b.bytes),
          "rows_per_second": (b.rows / batch_seconds(b)) if batch_seconds(b) else 0}
         for b in run.batch_set.all().order_by("seq")
     ]
@@ -95,7 +98,8 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_permission_required(MOVE_PERMISSION)
 @require_http_methods(["GET", "HEAD", "POST"])
 def run_now(request: HttpRequest, label: str) -> HttpResponse:
-    """GET: the dry-run plan and a confirmation form. POST: start the archive run."""
+    """GET: the dry-run plan and a confirmation form (disabled when nothing would move). POST: start the
+    archive run; with nothing to move none is started or queued, and none is recorded."""
     tiered = _tiered_or_404(label)
     if request.method != "POST":
         plan = move.plan(tiered, Direction.TO_COLD)
@@ -111,62 +115,62 @@ def run_now(request: HttpRequest, label: str) -> HttpResponse:
         try:
             run = move.move(tiered, Direction.TO_COLD, trigger="dashboard")
         except move.LockHeld as exc:
-            messages.error(request, f"Not started: {exc}")
+            messages.error(request, _("Not started: %(reason)s") % {"reason": exc})
             return redirect("tiering:dashboard")
         except move.MoveError as exc:
-            messages.error(request, f"The run failed: {exc}")
+            messages.error(request, _("The run failed: %(reason)s") % {"reason": exc})
             return redirect("tiering:run", exc.run.pk) if exc.run is not None else redirect("tiering:dashboard")
-        messages.success(request, f"Run #{run.pk} of {tiered.label}: {run.get_state_display()}, {run.rows} rows moved.")
+        if run is None:
+            messages.info(request, nothing_to_move(tiered))
+            return redirect("tiering:dashboard")
+        messages.success(request, ngettext(
+            "Run #%(run)s of %(model)s: %(state)s, %(rows)s row moved.",
+            "Run #%(run)s of %(model)s: %(state)s, %(rows)s rows moved.", run.rows,
+        ) % {"run": run.pk, "model": tiered.label, "state": run.get_state_display(), "rows": grouped(run.rows)})
         return redirect("tiering:run", run.pk)
+    if not move.has_work(tiered, Direction.TO_COLD):
+        messages.info(request, nothing_to_move(tiered))
+        return redirect("tiering:dashboard")
     from .tasks import archive_model  # Celery is needed only where runs are queued
 
     result = archive_model.delay(tiered.label)
-    messages.success(request, f"Archive run of {tiered.label} queued (task {result.id}).")
+    messages.success(request, _("Archive run of %(model)s queued (task %(task)s).")
+                     % {"model": tiered.label, "task": result.id})
     return redirect("tiering:dashboard")
 
 
 # ------------------------------------------------------------------ helpers
-def card(figures: ModelFigures, next_run: datetime | None) -> dict[str, Any]:
-    """Everything one model's card shows, with its distribution bar in SVG units."""
+def grouped(number: int | float) -> str:
+    """A count with the active locale's thousands separator ('1,234'), whatever USE_THOUSAND_SEPARATOR says."""
+    return number_format(number, force_grouping=True)
+
+
+def nothing_to_move(tiered: TieredModel) -> str:
+    return _("Nothing to move: no row of %(model)s is eligible under its policy now, so no run was started.") % {
+        "model": tiered.label}
+
+
+def card(figures: ModelFigures, schedules: dict[str, schedule.NextRun] | None) -> dict[str, Any]:
+    """Everything one model's card shows, with its distribution bar in SVG units. ``schedules`` is None when
+    the next runs are unknown (django-celery-beat not installed)."""
     width = 300
     total = figures.total_rows
     hot_width = round(width * figures.hot.rows / total, 1) if total else 0
+    currency = tiering_settings.CURRENCY
     return {
         "f": figures,
         "hot_bytes": human_bytes(figures.hot.bytes),
         "cold_bytes": human_bytes(figures.cold.bytes),
         "backlog_bytes": human_bytes(figures.backlog_bytes),
+        "hot_cost": money(figures.hot.monthly_cost, currency),
+        "cold_cost": money(figures.cold.monthly_cost, currency),
+        "saving": money(figures.saving_monthly, currency),
         "cold_percent": round(figures.cold_share * 100, 1),
         "bar": {"width": width, "hot": hot_width, "cold": round(width - hot_width, 1) if total else 0},
-        "next_run": next_run,
+        "schedule_known": schedules is not None,
+        "next_run": (schedules or {}).get(figures.model.lower()),
+        "can_run": bool(figures.backlog_rows),
     }
-
-
-def next_runs(now: datetime) -> dict[str, datetime]:
-    """Next due time of each model's enabled ``archive_model`` beat schedule, by lower-case label."""
-    try:
-        from django_celery_beat.models import PeriodicTask
-
-        tasks = list(PeriodicTask.objects.using(tiering_settings.HOT).filter(enabled=True, task=ARCHIVE_TASK))
-    except Exception:  # beat tables absent: no schedule to show
-        return {}
-    found: dict[str, datetime] = {}
-    for task in tasks:
-        try:
-            args = json.loads(task.args or "[]")
-            kwargs = json.loads(task.kwargs or "{}")
-        except ValueError:
-            continue
-        labels = [v for v in [*args, *kwargs.values()] if isinstance(v, str)]
-        try:
-            due = now + task.schedule.remaining_estimate(task.last_run_at or now)
-        except Exception:
-            continue
-        for label in labels:
-            key = label.lower()
-            if key not in found or due < found[key]:
-                found[key] = due
-    return found
 
 
 def moved_per_day_chart(now: datetime, days: int = CHART_DAYS) -> dict[str, Any]:

@@ -171,7 +171,7 @@ class MoveCommand(BaseCommand):
                 continue
             run = self.run_move(tiered, options, plan.rows if plan else None, limit=remaining,
                                 max_runtime=max_runtime, **selection)
-            if remaining is not None:
+            if remaining is not None and run is not None:
                 remaining -= run.rows
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any):
@@ -294,8 +294,10 @@ class MoveCommand(BaseCommand):
 
         return report, close
 
-    def run_move(self, tiered: TieredModel, options: dict, total: int | None, **selection: Any) -> MigrationRun:
-        """Call the engine for one model; map its errors to one-line CommandErrors."""
+    def run_move(self, tiered: TieredModel, options: dict, total: int | None,
+                 **selection: Any) -> MigrationRun | None:
+        """Call the engine for one model; map its errors to one-line CommandErrors. None: nothing to move
+        (the engine recorded no run)."""
         report, close = self.progress_reporter(tiered, total)
         started = time.monotonic()
         try:
@@ -310,6 +312,9 @@ class MoveCommand(BaseCommand):
             raise CommandError(f"{tiered.label}: {one_line(exc)}") from None
         finally:
             close()
+        if run is None:
+            self.log(f"{tiered.label} {Direction(self.direction).label}: nothing to move.")
+            return None
         self.summary(tiered, run, time.monotonic() - started)
         if run.state == RunState.FAILED:  # an engine that records failure without raising
             raise CommandError(f"{tiered.label}: run {run.pk} failed: {run.error or 'see the ledger'}")

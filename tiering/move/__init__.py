@@ -9,13 +9,14 @@
 6. record the batch DONE, to cold in the source's delete transaction; a restore's copies commit in hot
    with their VERIFIED mark, and restored rows get a mark that keeps them hot (``restore``).
 
-A crash at any step and a rerun leave every row in exactly one tier. ``paths.base`` states what each
-copy path must do; ``faults`` holds the crash points the SIGKILL tests use.
+A crash at any step and a rerun leave every row in exactly one tier. A run with nothing to do (no
+eligible row selected, nothing half-done to settle: ``has_work``) records nothing in the ledger.
+``paths.base`` states what each copy path must do; ``faults`` holds the crash points the SIGKILL tests use.
 """
 from ..exceptions import LockHeld, MoveError
 from .batch import MoveProgress
 from .locks import held_lock
-from .run import MovePlan, choose_path, finish_run, move, plan, promote, resumable_run, start_run
+from .run import MovePlan, choose_path, finish_run, has_work, move, plan, promote, resumable_run, start_run
 
-__all__ = ["LockHeld", "MoveError", "MovePlan", "MoveProgress", "choose_path", "finish_run", "held_lock", "move",
-           "plan", "promote", "resumable_run", "start_run"]
+__all__ = ["LockHeld", "MoveError", "MovePlan", "MoveProgress", "choose_path", "finish_run", "has_work", "held_lock",
+           "move", "plan", "promote", "resumable_run", "start_run"]

@@ -5,13 +5,13 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from .. import backends
+from .. import backends, relations
 from ..conf import tiering_settings
 from ..exceptions import LockHeld, MoveError
 from ..models import Direction, MigrationBatch, MigrationRun, RunState, TierLock
@@ -50,16 +50,22 @@ def move(
     now: datetime | None = None,
     path: str | None = None,
     resumes: MigrationRun | None = None,
-) -> MigrationRun:
+) -> MigrationRun | None:
     """Move the selected rows (and their children) between tiers; see ``tiering.move``.
 
-    ``run``: a run opened by ``start_run`` that parallel workers share. ``resumes``: a run that did not
-    finish (``resumable_run``); this run takes its cutoff and the ledger records which run it resumes.
+    Returns the run, or None when there was nothing to do (``has_work``): no run is recorded then, so
+    the ledger holds only runs that moved or settled rows. ``run``: a run opened by ``start_run`` that
+    parallel workers share. ``resumes``: a run that did not finish (``resumable_run``); this run takes
+    its cutoff and the ledger records which run it resumes (even with nothing left: it closes that run).
     """
     selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
+    relations.refuse_cross_tier_q(tiered.model, selection.q())
     path_class = choose_path(path)  # refuses tiers that are the same tables before anything is written
     joined = run is not None
+    if run is None and resumes is None and not _has_work(tiered, direction, selection, now):
+        logger.info("%s %s: nothing to move, no run recorded", tiered.label, direction)
+        return None
     if run is None:
         described = selection.describe(limit, batch_size)
         if resumes is not None:
@@ -104,6 +110,28 @@ def _move_selection(ctx: MoveContext, path_class, pacing: batch.Pacing) -> bool:
     return batch.run_batches(ctx, path_class(ctx), selected, pacing)
 
 
+def has_work(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows: bool = False,
+             now: datetime | None = None) -> bool:
+    """Whether a run would do anything: move a selected row that is eligible now, or settle what an earlier
+    run left (an open batch, a run still marked running, a lock to take over or to report as held). Read
+    without the lock: a row that becomes eligible a moment later is the next run's."""
+    return _has_work(tiered, direction, Selection(pks, where, all_rows), now)
+
+
+def _has_work(tiered: TieredModel, direction: str, selection: Selection, now: datetime | None) -> bool:
+    ctx = MoveContext(tiered, direction, None, now or timezone.now(), selection.q())
+    if ctx.model._base_manager.using(ctx.source).filter(ctx.eligible_q).exists():
+        return True
+    hot = tiering_settings.HOT
+    fresh = timezone.now() - timedelta(seconds=tiering_settings.LOCK_STALE_SECONDS)
+    live_promote = Q(trigger="promote", state=RunState.RUNNING, heartbeat_at__gte=fresh)
+    runs = (MigrationRun.objects.using(hot).filter(model_label=tiered.label, direction=direction)
+            .exclude(live_promote))
+    return (runs.filter(state=RunState.RUNNING).exists()
+            or TierLock.objects.using(hot).filter(name=locks.lock_name(tiered, direction)).exists()
+            or MigrationBatch.objects.using(hot).filter(run__in=runs, state__in=repair.OPEN_STATES).exists())
+
+
 def choose_path(forced: str | None = None) -> type[paths.BaseCopyPath]:
     """The copy path for the configured pair: refuses tiers that are the same tables (or a database that
     tiering has no backend for) and a forced path that does not fit, before any run exists."""
@@ -117,6 +145,7 @@ def plan(tiered: TieredModel, direction: str, *, pks=None, where=None, all_rows:
     """What ``move()`` would move, without changing anything (for --dry-run and confirmation)."""
     selection = Selection(pks, where, all_rows)
     selection.check(direction, limit, batch_size)
+    relations.refuse_cross_tier_q(tiered.model, selection.q())
     ctx = MoveContext(tiered, direction, None, now or timezone.now(), selection.q())
     qs = ctx.model._base_manager.using(ctx.source).filter(ctx.eligible_q)
     eligible = qs.count()

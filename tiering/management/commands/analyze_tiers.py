@@ -10,6 +10,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from tiering.analysis import analyze_all, keys_in_both, report
+from tiering.conf import tiering_settings
 from tiering.registry import registry
 from tiering.text import human_bytes
 
@@ -66,7 +67,8 @@ class Command(BaseCommand):
             self.stdout.write(_clip(line, WIDTH))
 
         prices = doc["cost_per_gb_month"]
-        header = f"{'model / tier':<24}{'rows':>12}{'child rows':>12}{'bytes':>12}{'$/month':>10}  {'notes'}"
+        per_month = f"{tiering_settings.CURRENCY}/month"
+        header = f"{'model / tier':<24}{'rows':>12}{'child rows':>12}{'bytes':>12}{per_month:>10}  {'notes'}"
         out(header)
         out("-" * WIDTH)
         for m in doc["models"]:

@@ -7,6 +7,7 @@ and resume them. The crontab comes from ``class Tiering: schedule`` or
 """
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from tiering import schedule
@@ -31,14 +32,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         self.verbosity = verbosity = options["verbosity"]
         models, enable, dry_run = options["models"], options["enable"], options["dry_run"]
-        if options["list"]:
-            return self.show()
         try:
+            if options["list"]:
+                return self.show()
             if options["disable"] or enable:
                 changes = schedule.set_enabled(models, enable, dry_run=dry_run)
             else:
                 changes = schedule.sync(models, dry_run=dry_run)
-        except (LookupError, ValueError) as exc:
+        except (LookupError, ValueError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc).strip().splitlines()[0]) from None
         prefix = "[dry run] would be " if dry_run else ""
         for change in changes:
