@@ -58,7 +58,15 @@ if REDIS.url:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.keyed"]  # noqa: F405 (tiered models with text and UUID keys)
+INSTALLED_APPS = [
+    *INSTALLED_APPS,  # noqa: F405
+    "tests.keyed",  # tiered models with text and UUID keys
+    # the third-party clients users combine with tiered models, and their one-table oracle (tests/ecosystem)
+    "rest_framework",
+    "django_filters",
+    "django_tables2",
+    "tests.ecosystem",
+]
 DATABASE_ROUTERS = ["tests.router.PairedTieringRouter"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TIERING = {"HOT": "default", "COLD": "cold", "BATCH_SIZE": 1000, "RUN_IN_PROCESS": True}
