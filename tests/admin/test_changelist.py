@@ -31,6 +31,9 @@ from tests.admin.world import (
 )
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+# The read path is the same whether the cold PostgreSQL tier is another database or a schema of the hot
+# one (tests/move covers the schema pair's own move path): these many page-level tests run on one pair of each.
+TIER_PAIRS = ["sqlite", "postgresql"]
 
 def label(model) -> str:
     return model._meta.label

@@ -22,6 +22,9 @@ from tiering.access import tracker
 from tiering.models import MigrationRun
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+# The read path is the same whether the cold PostgreSQL tier is another database or a schema of the hot
+# one (tests/move covers the schema pair's own move path): these many page-level tests run on one pair of each.
+TIER_PAIRS = ["sqlite", "postgresql"]
 
 OLD = timezone.now().replace(microsecond=0) - timedelta(days=400)
 CUSTOMER, HOT_ORDER, COLD_ORDER, PAYMENT = 7, 11, 12, 21

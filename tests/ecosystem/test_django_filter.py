@@ -12,6 +12,9 @@ from tests.ecosystem.views import PLAIN, TIERED
 from tiering.exceptions import TieringQueryError
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.urls("tests.ecosystem.urls")]
+# The read path is the same whether the cold PostgreSQL tier is another database or a schema of the hot
+# one (tests/move covers the schema pair's own move path): these many page-level tests run on one pair of each.
+TIER_PAIRS = ["sqlite", "postgresql"]
 
 
 def day(shop, days_ago: float) -> str:

@@ -10,6 +10,9 @@ from tests.ecosystem.models import PlainOrder
 from tests.ecosystem.views import PAGE_SIZE
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.urls("tests.ecosystem.urls")]
+# The read path is the same whether the cold PostgreSQL tier is another database or a schema of the hot
+# one (tests/move covers the schema pair's own move path): these many page-level tests run on one pair of each.
+TIER_PAIRS = ["sqlite", "postgresql"]
 
 # Each of the view's ordering fields both ways, NULLs (note) and ties (created_at, status, total, customer)
 # included, a few combinations, and a name OrderingFilter drops (the view's default ordering then applies).
