@@ -28,7 +28,6 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -123,10 +122,9 @@ def facet_counts(spec: FacetsMixin, changelist: ChangeList) -> dict[str, int]:
     Django counts all choices in one ``aggregate()`` of ``Count(pk, filter=Q(...))``; a tiered queryset
     runs that aggregate in each tier. A list filter's choice is ``Q(pk__in=<its queryset>)``, and the tier
     filter's queryset is pinned to one alias, so the other tier refused it ("Subqueries aren't allowed
-    across different databases"); a filter through a relation would be joined inside each tier and miss
-    the rows whose related row is in the other one. So: a list filter's choice counts its own queryset,
-    a field filter through a relation counts ``filter(Q)`` (which the tiered queryset answers or refuses),
-    and only a filter on the model's own column keeps Django's single aggregate, which is exact per tier.
+    across different databases"): a list filter's choice counts its own queryset. A field filter keeps
+    Django's single aggregate; one through a relation to another tiered model is answered on the key by
+    the tiered ``aggregate()`` (tiering/relations.py).
     """
     filtered = changelist.get_queryset(spec.request, exclude_parameters=spec.expected_parameters())
     if isinstance(spec, admin.SimpleListFilter):
@@ -139,10 +137,7 @@ def facet_counts(spec: FacetsMixin, changelist: ChangeList) -> dict[str, int]:
                 counts[f"{i}__c"] = chosen.count()
         spec.used_parameters[spec.parameter_name] = original
         return counts
-    aggregates = spec.get_facet_counts(changelist.pk_attname, filtered)
-    if LOOKUP_SEP not in getattr(spec, "field_path", ""):
-        return filtered.aggregate(**aggregates)
-    return {name: filtered.filter(count.filter).count() for name, count in aggregates.items()}
+    return filtered.aggregate(**spec.get_facet_counts(changelist.pk_attname, filtered))
 
 
 class TieredChangeList(ChangeList):

@@ -246,6 +246,9 @@ class TieredQuerySet(QuerySet):
         return any(tier.exists() for tier in self._tiers())
 
     def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if registry.get(self.model) is not None:  # also pinned: filter() answers such a Q on the key there too
+            args = tuple(self._filter_on_key(agg) for agg in args)
+            kwargs = {alias: self._filter_on_key(agg) for alias, agg in kwargs.items()}
         if not self.is_tiered:
             return super().aggregate(*args, **kwargs)
         self._refuse_unmergeable()
@@ -263,10 +266,6 @@ class TieredQuerySet(QuerySet):
         plan: dict[str, tuple[str, list[str]]] = {}
         for alias, agg in kwargs.items():
             kind = type(agg)
-            if isinstance(getattr(agg, "filter", None), Q):  # Count(..., filter=Q(customer__name=...))
-                relations.refuse_cross_tier_q(self.model, agg.filter)
-                agg = agg.copy()
-                agg.filter = relations.freeze_q(relations.rewrite(self.model, agg.filter))
             if getattr(agg, "distinct", False) and kind not in (Min, Max):
                 raise TieringQueryError(
                     f"{kind.__name__}(distinct=True) ({alias}) cannot be combined across tiers: a value "
@@ -287,6 +286,16 @@ class TieredQuerySet(QuerySet):
                 )
         results = [tier.aggregate(**per_tier) for tier in self._tiers()]
         return {alias: _combine(kind, [[r[k] for k in keys] for r in results]) for alias, (kind, keys) in plan.items()}
+
+    def _filter_on_key(self, agg: Any) -> Any:
+        """``Count(..., filter=Q(customer__name=...))`` with its filter answered on the key, as ``filter()``
+        answers it (its keys read once), or refused."""
+        if not isinstance(getattr(agg, "filter", None), Q):
+            return agg
+        relations.refuse_cross_tier_q(self.model, agg.filter)
+        agg = agg.copy()
+        agg.filter = relations.freeze_q(relations.rewrite(self.model, agg.filter))
+        return agg
 
     def update(self, **kwargs: Any) -> int:
         """Update both tiers, hot first. When neither matched, hot once more (as ``get()`` reads it again): a
