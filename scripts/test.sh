@@ -16,4 +16,8 @@ stop_started() {
     [ ${#started[@]} -eq 0 ] || .venv/bin/python -m tests.servers stop "${started[@]}"
 }
 trap stop_started EXIT
-.venv/bin/python -m pytest "$@"
+# one pytest-xdist worker per core, up to four (each worker has its own test databases: tests/settings.py);
+# worksteal rebalances the queue when one worker is left holding the long crash-round tests
+workers=$(nproc)
+[ "$workers" -le 4 ] || workers=4
+.venv/bin/python -m pytest -n "$workers" --dist worksteal "$@"

@@ -64,6 +64,12 @@ def path(request, tiers):
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix():
+    """tests/settings.py already names each xdist worker's databases (and its subprocesses use those
+    names), so pytest-django's own worker suffix is not added."""
+
+
+@pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Django's test runner sees pg_cold_schema as the pg_hot database (same server and names) and
     migrates it for pg_hot only: create the cold schema and migrate the cold tables into it. Only when

@@ -17,8 +17,14 @@ from hotcold_site.settings import *  # noqa: F401,F403
 from hotcold_site.settings import PROMETHEUS_ENGINES, sqlite_database
 from tests import servers
 
-# One id per test run, inherited by subprocesses, so concurrent runs never share databases.
-RUN_ID = os.environ.setdefault("HOTCOLD_TEST_RUN", str(os.getpid()))
+# One id per test run, inherited by subprocesses, so concurrent runs never share databases; each
+# pytest-xdist worker inherits its controller's id and adds its own name to it.
+RUN_ID = os.environ.get("HOTCOLD_TEST_RUN") or str(os.getpid())
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if XDIST_WORKER and not RUN_ID.endswith(XDIST_WORKER):
+    RUN_ID += XDIST_WORKER
+    os.environ.pop("HOTCOLD_TEST_DIR", None)
+os.environ["HOTCOLD_TEST_RUN"] = RUN_ID
 TEST_DIR = Path(os.environ.setdefault("HOTCOLD_TEST_DIR", f"/tmp/hotcold-tests-{RUN_ID}"))
 TEST_DIR.mkdir(parents=True, exist_ok=True)
 SUBPROCESS = os.environ.get("HOTCOLD_TEST_SUBPROCESS") == "1"
