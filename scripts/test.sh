@@ -18,6 +18,7 @@ stop_started() {
 trap stop_started EXIT
 # one pytest-xdist worker per core, up to four (each worker has its own test databases: tests/settings.py);
 # worksteal rebalances the queue when one worker is left holding the long crash-round tests
+export HOTCOLD_REQUIRE_SERVERS=1   # a server that did not start fails the run (tests/conftest.py)
 workers=$(nproc)
 [ "$workers" -le 4 ] || workers=4
 .venv/bin/python -m pytest -n "$workers" --dist worksteal "$@"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -30,6 +31,16 @@ class Tiers:
     @property
     def cold_vendor(self) -> str:
         return connections[self.cold].vendor
+
+
+def pytest_sessionstart(session):
+    """scripts/test.sh sets HOTCOLD_REQUIRE_SERVERS=1: there a server that did not start fails the run
+    instead of skipping its tests, so a missing install step cannot pass as green."""
+    if os.environ.get("HOTCOLD_REQUIRE_SERVERS") != "1":
+        return
+    missing = [reason for reason in (django_settings.PG_SKIP_REASON, django_settings.REDIS_SKIP_REASON) if reason]
+    if missing:
+        pytest.exit("test servers unavailable: " + "; ".join(missing), returncode=3)
 
 
 def pytest_generate_tests(metafunc):
@@ -73,16 +84,17 @@ def django_db_modify_db_settings_xdist_suffix():
 def django_db_setup(django_db_setup, django_db_blocker):
     """Django's test runner sees pg_cold_schema as the pg_hot database (same server and names) and
     migrates it for pg_hot only: create the cold schema and migrate the cold tables into it. Only when
-    pg_hot's test database was created: pytest-django creates those of the selected tests only."""
-    if "pg_cold_schema" not in django_settings.DATABASES:
-        return
-    hot = connections["pg_hot"].settings_dict
-    if hot["NAME"] != hot["TEST"]["NAME"]:
-        return
-    with django_db_blocker.unblock():
-        with connections["pg_hot"].cursor() as cursor:
-            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{django_settings.COLD_SCHEMA}"')
-        call_command("migrate", database="pg_cold_schema", verbosity=0, interactive=False)
+    pg_hot's test database was created: pytest-django creates those of the selected tests only. At the
+    end every connection is closed, pg_cold_schema's too, which the runner does not know holds pg_hot's
+    test database open (its drop would fail and leave the database behind)."""
+    hot = connections["pg_hot"].settings_dict if "pg_cold_schema" in django_settings.DATABASES else None
+    if hot and hot["NAME"] == hot["TEST"]["NAME"]:
+        with django_db_blocker.unblock():
+            with connections["pg_hot"].cursor() as cursor:
+                cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{django_settings.COLD_SCHEMA}"')
+            call_command("migrate", database="pg_cold_schema", verbosity=0, interactive=False)
+    yield
+    connections.close_all()
 
 
 @pytest.fixture
