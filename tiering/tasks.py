@@ -27,7 +27,7 @@ from django.db import utils as db_utils
 from django.db.models import F
 from django.utils import timezone
 
-from . import analysis, extras, move
+from . import analysis, extras, move, schema
 from .conf import tiering_settings
 from .filters import parse_filters
 from .models import Direction, MigrationRun, RunState
@@ -166,6 +166,10 @@ def _move(task: TieringTask, tiered: TieredModel, direction: str, **options: Any
         run = move.move(tiered, direction, trigger="task", **options)
     except move.LockHeld as exc:
         return _locked(task, tiered, direction, exc)
+    except schema.SchemaDrift as exc:  # no retry: a migration fixes it, and nothing was recorded
+        logger.error("%s: %s", what, one_line(exc))
+        return {"status": "schema drift", "run": None, "model": tiered.label, "direction": str(direction),
+                "rows": 0, "error": one_line(exc)}
     except Exception as exc:
         task.retry_or_raise(exc, what, _failed_run_id(exc, tiered, direction, started))
     if run is None:

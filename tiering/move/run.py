@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from .. import backends, relations
+from .. import backends, relations, schema
 from ..conf import tiering_settings
 from ..exceptions import LockHeld, MoveError
 from ..models import Direction, MigrationBatch, MigrationRun, RunState, TierLock
@@ -72,6 +72,7 @@ def move(
             now, described["resumes"] = resumes.cutoff, resumes.pk
         run = start_run(tiered, direction, trigger=trigger, now=now, selection=described)
     else:
+        schema.gate(tiered)
         locks.acquire(tiered, direction, run)
     ctx = MoveContext(tiered, direction, run, run.cutoff or now or timezone.now(), selection.q())
     pacing = batch.Pacing(limit, batch_size, max_runtime, sleep, progress)
@@ -167,6 +168,7 @@ def start_run(tiered: TieredModel, direction: str, *, trigger: str, selection: d
               now: datetime | None = None) -> MigrationRun:
     """Create the run, take the model+direction lock and repair earlier half-done batches."""
     backends.refuse_same_tables(tiering_settings.HOT, tiering_settings.COLD)
+    schema.gate(tiered)  # refuses drifted tables before the ledger records anything
     now = now or timezone.now()
     run = _create_run(tiered, direction, trigger, now, selection)
     try:

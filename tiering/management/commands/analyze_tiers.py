@@ -9,6 +9,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tiering import schema
 from tiering.analysis import analyze_all, keys_in_both, report
 from tiering.conf import tiering_settings
 from tiering.registry import registry
@@ -96,6 +97,8 @@ class Command(BaseCommand):
                 out(line)
             else:
                 out("  last run: never")
+            for problem, fix in schema.drift_lines(registry.by_label(m["model"])):
+                out(f"  schema drift: {problem}: {fix}")
             if verbosity >= 1:
                 for hist in m["histograms"]:
                     out(f"  age of {hist['field']} (hot/cold rows):")
