@@ -50,6 +50,7 @@ def move(
     now: datetime | None = None,
     path: str | None = None,
     resumes: MigrationRun | None = None,
+    record: dict | None = None,
 ) -> MigrationRun | None:
     """Move the selected rows (and their children) between tiers; see ``tiering.move``.
 
@@ -57,6 +58,7 @@ def move(
     the ledger holds only runs that moved or settled rows. ``run``: a run opened by ``start_run`` that
     parallel workers share. ``resumes``: a run that did not finish (``resumable_run``); this run takes
     its cutoff and the ledger records which run it resumes (even with nothing left: it closes that run).
+    ``record``: more keys for the run's ``selection`` in the ledger (``{"undo_run": N}``).
     """
     selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
@@ -67,7 +69,7 @@ def move(
         logger.info("%s %s: nothing to move, no run recorded", tiered.label, direction)
         return None
     if run is None:
-        described = selection.describe(limit, batch_size)
+        described = {**selection.describe(limit, batch_size), **(record or {})}
         if resumes is not None:
             now, described["resumes"] = resumes.cutoff, resumes.pk
         run = start_run(tiered, direction, trigger=trigger, now=now, selection=described)
