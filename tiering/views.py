@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods
 
-from . import move, schedule, schema
+from . import move, overdue, schedule, schema
 from .analysis import ModelFigures, analyze, batch_seconds, price
 from .conf import tiering_settings
 from .models import MOVE_PERMISSION, Direction, MigrationRun
@@ -74,6 +74,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     runs = list(MigrationRun.objects.using(tiering_settings.HOT).order_by("-started_at", "-id")[:RECENT_RUNS])
     context = {
         "cards": cards,
+        "overdue": overdue.overdue(now, send=True),
+        "drift": {label: lines for label, lines in ((t.label, schema.drift_lines(t)) for t in registry) if lines},
         "runs": runs,
         "chart": moved_per_day_chart(now),
         "can_move": request.user.has_perm(MOVE_PERMISSION),
