@@ -58,6 +58,10 @@ def test_migration_applied_to_hot_only_is_refused(cold_at_0001):
     # the same refusal from the engine, before the ledger (a task returns it)
     with pytest.raises(schema.SchemaDrift):
         move.move(registry.get(Ticket), Direction.TO_COLD)
+    from tiering.tasks import archive_model
+
+    result = archive_model.apply(args=["keyed.Ticket"]).get()  # the task body in this process
+    assert result["status"] == "schema drift" and "keyed_ticket.lot" in result["error"]
     assert MigrationRun.objects.using(tiers.hot).count() == 0
 
     # the reports show it

@@ -37,6 +37,7 @@ _PG_TYPES = ("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_att
              "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped")
 
 _signatures: dict[tuple, tuple] = {}  # (hot, cold, label) -> migration signature at the last clean gate
+_recorded: set[str] = set()  # aliases known to have django_migrations
 _lock = threading.Lock()
 
 
@@ -132,9 +133,11 @@ def signature() -> tuple:
     for alias in aliases():
         connection = connections[alias]
         recorder = MigrationRecorder(connection)
-        if not recorder.has_table():
-            found.append((alias, 0, 0))
-            continue
+        if alias not in _recorded:  # the table does not go away: ask once per process
+            if not recorder.has_table():
+                found.append((alias, 0, 0))
+                continue
+            _recorded.add(alias)
         table = connection.ops.quote_name(recorder.Migration._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT COUNT(*), MAX(id) FROM {table}")
