@@ -107,3 +107,37 @@ def test_undo_this_run_on_the_run_page(two_runs, settings):
     assert keys(Order, tiers.cold) == set(range(11, 31))
     assert f'href="{page}"' in mover.get(response["Location"]).content.decode()  # the undo links to its run
     assert mover.get(undo_url).status_code == 409  # nothing left to undo
+
+
+def test_undo_this_run_queues_the_restore_task(two_runs, settings):
+    """Without RUN_IN_PROCESS the POST only queues ``tiering.restore(label, undo_run=N)`` (real Redis)."""
+    if not getattr(settings, "REDIS_URL", None) or settings.REDIS_SKIP_REASON:
+        pytest.skip(f"Redis unavailable: {settings.REDIS_SKIP_REASON}")
+    import base64
+    import json
+
+    import redis
+
+    from hotcold_site.celery import app
+
+    tiers, first, _ = two_runs
+    settings.TIERING = {**settings.TIERING, "RUN_IN_PROCESS": False}
+    queue = app.conf.task_default_queue
+    broker = redis.Redis.from_url(app.conf.broker_url)
+    broker.delete(queue)
+    before = MigrationRun.objects.using(tiers.hot).count()
+    response = login("mover", MOVER_PERMS).post(reverse("tiering:undo_run", args=[first.pk]))
+    messages = [json.loads(m) for m in broker.lrange(queue, 0, -1)]
+    broker.delete(queue)
+    assert response.status_code == 302 and response["Location"] == reverse("tiering:run", args=[first.pk])
+    assert [m["headers"]["task"] for m in messages] == ["tiering.restore"]
+    args, kwargs, _ = json.loads(base64.b64decode(messages[0]["body"]))
+    assert (args, kwargs) == (["orders.Order"], {"undo_run": first.pk})
+    assert MigrationRun.objects.using(tiers.hot).count() == before and len(keys(Order, tiers.cold)) == 29
+
+    from tiering.tasks import restore
+
+    result = restore.apply(args=["orders.Order"], kwargs={"undo_run": first.pk}).get()  # what a worker runs
+    assert (result["status"], result["direction"], result["rows"]) == (RunState.SUCCEEDED, Direction.TO_HOT, 9)
+    assert MigrationRun.objects.using(tiers.hot).get(pk=result["run"]).selection["undo_run"] == first.pk
+    assert keys(Order, tiers.cold) == set(range(11, 31))
