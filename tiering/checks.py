@@ -3,7 +3,8 @@
 Ids: tiering.E0xx for errors (a configuration that would lose or hide rows,
 or cannot work), W0xx for settings that work but cost speed or leave a
 hazard (W002: a save that can duplicate a moved row; W003: an unknown key;
-W010, W011: a setting that asks for an optional package that is not installed).
+W010, W011: a setting that asks for an optional package that is not installed; E018: tables or
+migrations of a tier that differ from the models).
 """
 from __future__ import annotations
 
@@ -169,6 +170,22 @@ def check_tier_tables(app_configs=None, databases=None, **kwargs):
             id="tiering.E011",
         )
     ]
+
+
+@checks.register(checks.Tags.database)
+def check_schema_drift(app_configs=None, databases=None, **kwargs):
+    """E018: with ``check --database HOT --database COLD``, the tables and migrations of each tiered model on
+    both tiers match the models (``tiering.schema``, the gate every run passes first)."""
+    from . import schema
+
+    hot, cold = tiering_settings.HOT, tiering_settings.COLD
+    if not databases or hot not in databases or cold not in databases or hot == cold:
+        return []
+    errors = []
+    for tiered in global_registry:
+        errors += [checks.Error(f"{tiered.label}: {problem}", hint=f"{fix[0].upper()}{fix[1:]}.", id="tiering.E018")
+                   for problem, fix in schema.drift_lines(tiered)]
+    return errors
 
 
 @checks.register()

@@ -6,7 +6,8 @@ moved the rows. The per-tier row and byte gauges come from
 ``tiering.analysis`` and are cached: they are recomputed at most every
 ``METRICS_REFRESH_SECONDS`` (a key of ``settings.TIERING``, default 60) and
 right after a run ends, never on every scrape. The last-success timestamp is
-read from the ledger with them, so it is right whichever process ran the move.
+read from the ledger with them, so it is right whichever process ran the move; so is the
+``tiering_run_overdue`` alarm (``tiering.overdue``), whose refresh sends ``run_overdue``.
 
 Every metric works in prometheus_client's multi-process mode
 (``PROMETHEUS_MULTIPROC_DIR``): the gauges use the ``mostrecent``/``max`` modes.
@@ -26,7 +27,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 
-from . import extras
+from . import extras, overdue
 from .analysis import analyze, batch_seconds
 from .conf import tiering_settings
 from .models import MigrationBatch, MigrationRun, RunState
@@ -78,11 +79,16 @@ LAST_SUCCESS = Gauge(
     "tiering_last_success_timestamp_seconds", "Unix time the last successful run of a model finished.",
     ["model", "direction"], registry=None, multiprocess_mode="max",
 )
+OVERDUE = Gauge(
+    "tiering_run_overdue", "1 when a scheduled model's archive run has not succeeded for more than twice its "
+    "schedule's interval while eligible rows wait (tiering.overdue), else 0.", ["model"],
+    registry=None, multiprocess_mode="mostrecent",
+)
 CACHE_AGE = Gauge(
     "tiering_gauges_refreshed_timestamp_seconds", "Unix time the tier gauges were last recomputed.",
     registry=None, multiprocess_mode="max",
 )
-CACHED_GAUGES = (TIER_ROWS, TIER_CHILD_ROWS, TIER_BYTES, LAST_SUCCESS, CACHE_AGE)
+CACHED_GAUGES = (TIER_ROWS, TIER_CHILD_ROWS, TIER_BYTES, LAST_SUCCESS, OVERDUE, CACHE_AGE)
 
 _lock = threading.Lock()
 _refreshed_at: float | None = None  # time.monotonic() of the last refresh
@@ -129,6 +135,9 @@ def _compute() -> None:
     )
     for label, direction, finished in last:
         LAST_SUCCESS.labels(label, direction).set(finished.timestamp())
+    late = {item.label for item in overdue.overdue(send=True)}  # the refresh is the alarm's periodic watcher
+    for tiered in registry:
+        OVERDUE.labels(tiered.label).set(1 if tiered.label in late else 0)
     CACHE_AGE.set(time.time())
 
 

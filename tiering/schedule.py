@@ -195,26 +195,37 @@ def next_run_at(task, now: datetime) -> datetime:
     return max(now, now + schedule.remaining_estimate(task.last_run_at or now))
 
 
-def next_runs(now: datetime) -> dict[str, NextRun] | None:
-    """The soonest enabled ``archive_model`` beat schedule of each model, by lower-case label; None when
-    django-celery-beat is not installed (the next run is then unknown)."""
+def scheduled() -> list[tuple[list[str], object]] | None:
+    """(labels, PeriodicTask) of every enabled ``archive_model`` beat schedule; None when django-celery-beat
+    is not installed (nothing is scheduled then)."""
     if not extras.has_beat():
         return None
     _, PeriodicTask = _models()
-    found: dict[str, NextRun] = {}
     tasks = PeriodicTask.objects.filter(enabled=True, task=ARCHIVE_TASK).select_related(
         "crontab", "interval", "solar", "clocked")
     try:
         tasks = list(tasks)
     except DatabaseError:  # its tables are not migrated: nothing is scheduled
-        return {}
+        return []
+    found = []
     for task in tasks:
         try:
             args = json.loads(task.args or "[]")
             kwargs = json.loads(task.kwargs or "{}")
         except ValueError:
             continue
-        labels = [v for v in [*args, *kwargs.values()] if isinstance(v, str)]
+        found.append(([v for v in [*args, *kwargs.values()] if isinstance(v, str)], task))
+    return found
+
+
+def next_runs(now: datetime) -> dict[str, NextRun] | None:
+    """The soonest enabled ``archive_model`` beat schedule of each model, by lower-case label; None when
+    django-celery-beat is not installed (the next run is then unknown)."""
+    tasks = scheduled()
+    if tasks is None:
+        return None
+    found: dict[str, NextRun] = {}
+    for labels, task in tasks:
         at = next_run_at(task, now)
         described = _describe(task) if task.crontab is not None else str(task.interval or task.solar or task.clocked)
         for label in labels:

@@ -27,11 +27,11 @@ from django.db import utils as db_utils
 from django.db.models import F
 from django.utils import timezone
 
-from . import analysis, extras, move
+from . import analysis, extras, move, schema
 from .conf import tiering_settings
 from .filters import parse_filters
 from .models import Direction, MigrationRun, RunState
-from .move import selection
+from .move import selection, undo
 from .registry import TieredModel, registry
 from .text import one_line
 
@@ -166,6 +166,10 @@ def _move(task: TieringTask, tiered: TieredModel, direction: str, **options: Any
         run = move.move(tiered, direction, trigger="task", **options)
     except move.LockHeld as exc:
         return _locked(task, tiered, direction, exc)
+    except schema.SchemaDrift as exc:  # no retry: a migration fixes it, and nothing was recorded
+        logger.error("%s: %s", what, one_line(exc))
+        return {"status": "schema drift", "run": None, "model": tiered.label, "direction": str(direction),
+                "rows": 0, "error": one_line(exc)}
     except Exception as exc:
         task.retry_or_raise(exc, what, _failed_run_id(exc, tiered, direction, started))
     if run is None:
@@ -195,10 +199,19 @@ def archive_model(self, label: str, limit: int | None = None, batch_size: int | 
 
 @shared_task(bind=True, base=TieringTask, name="tiering.restore")
 def restore(self, label: str, pks: list | None = None, filter: list[str] | dict | None = None,
-            all_rows: bool = False, limit: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+            all_rows: bool = False, limit: int | None = None, batch_size: int | None = None,
+            undo_run: int | None = None) -> dict[str, Any]:
     """Move a selection back to hot: ``pks``, ``filter`` (``["field__lookup=value", ...]`` as
-    ``restore_hot --filter``, or a dict of lookups) or ``all_rows=True``; exactly one of them."""
+    ``restore_hot --filter``, or a dict of lookups), ``all_rows=True`` or ``undo_run`` (the rows archive
+    run N moved that are still cold, as ``restore_hot --run``); exactly one of them."""
     tiered = registry.by_label(label)
+    if undo_run is not None:
+        run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=undo_run)
+        keys = undo.keys(run)
+        if not keys:
+            return _nothing(tiered, Direction.TO_HOT)
+        return _move(self, tiered, Direction.TO_HOT, pks=keys, record={"undo_run": run.pk}, limit=limit,
+                     batch_size=batch_size, max_runtime=self.runtime_budget(None))
     chosen = [name for name, value in (("pks", pks), ("filter", filter), ("all_rows", all_rows)) if value]
     if len(chosen) != 1:
         raise ValueError(f"restore {label}: give exactly one of pks, filter or all_rows (got {chosen or 'none'})")

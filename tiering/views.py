@@ -27,10 +27,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods
 
-from . import move, schedule
+from . import move, overdue, schedule, schema
 from .analysis import ModelFigures, analyze, batch_seconds, price
 from .conf import tiering_settings
 from .models import MOVE_PERMISSION, Direction, MigrationRun
+from .move import undo
 from .registry import TieredModel, registry
 from .text import human_bytes, money
 
@@ -73,6 +74,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     runs = list(MigrationRun.objects.using(tiering_settings.HOT).order_by("-started_at", "-id")[:RECENT_RUNS])
     context = {
         "cards": cards,
+        "overdue": overdue.overdue(now, send=True),
+        "drift": {label: lines for label, lines in ((t.label, schema.drift_lines(t)) for t in registry) if lines},
         "runs": runs,
         "chart": moved_per_day_chart(now),
         "can_move": request.user.has_perm(MOVE_PERMISSION),
@@ -92,7 +95,54 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
          "rows_per_second": (b.rows / batch_seconds(b)) if batch_seconds(b) else 0}
         for b in run.batch_set.all().order_by("seq")
     ]
-    return render(request, "tiering/run_detail.html", {"run": run, "batches": batches, "bytes": human_bytes(run.bytes)})
+    undo_of = (run.selection or {}).get("undo_run") if isinstance(run.selection, dict) else None
+    return render(request, "tiering/run_detail.html", {
+        "run": run, "batches": batches, "bytes": human_bytes(run.bytes), "undo_of": undo_of,
+        "can_undo": request.user.has_perm(MOVE_PERMISSION) and run.direction == Direction.TO_COLD and run.rows > 0})
+
+
+@staff_permission_required(MOVE_PERMISSION)
+@require_http_methods(["GET", "HEAD", "POST"])
+def undo_run(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: how many rows of run ``pk`` would go back to hot, and a confirmation form. POST: restore them
+    (``restore_hot --run``), in this request or queued like "Run now". 409 for a run that cannot be undone."""
+    run = get_object_or_404(MigrationRun.objects.using(tiering_settings.HOT), pk=pk)
+    try:
+        tiered = undo.undoable(run)
+        keys = undo.keys(run)
+    except undo.NotUndoable as exc:
+        return render(request, "tiering/undo_run.html", {"run": run, "error": str(exc)}, status=409)
+    if not keys:
+        error = _("Run %(run)s moved no row that is still cold because of it: nothing to undo.") % {"run": run.pk}
+        return render(request, "tiering/undo_run.html", {"run": run, "error": error}, status=409)
+    if request.method != "POST":
+        plan = move.plan(tiered, Direction.TO_HOT, pks=keys)
+        return render(request, "tiering/undo_run.html", {
+            "run": run, "plan": plan, "plan_bytes": human_bytes(plan.bytes),
+            "in_process": tiering_settings.RUN_IN_PROCESS})
+    if not tiering_settings.RUN_IN_PROCESS:
+        from .tasks import restore  # Celery is needed only where runs are queued
+
+        result = restore.delay(tiered.label, undo_run=run.pk)
+        messages.success(request, _("Undo of run #%(run)s queued (task %(task)s).")
+                         % {"run": run.pk, "task": result.id})
+        return redirect("tiering:run", run.pk)
+    try:
+        done = move.move(tiered, Direction.TO_HOT, pks=keys, trigger="dashboard", record={"undo_run": run.pk})
+    except (move.LockHeld, schema.SchemaDrift) as exc:
+        messages.error(request, _("Not started: %(reason)s") % {"reason": exc})
+        return redirect("tiering:run", run.pk)
+    except move.MoveError as exc:
+        messages.error(request, _("The run failed: %(reason)s") % {"reason": exc})
+        return redirect("tiering:run", exc.run.pk if exc.run is not None else run.pk)
+    if done is None:
+        messages.info(request, _("Nothing to undo: no row of run %(run)s is still cold.") % {"run": run.pk})
+        return redirect("tiering:run", run.pk)
+    messages.success(request, ngettext(
+        "Run #%(run)s undid run #%(undone)s: %(rows)s row moved back to hot.",
+        "Run #%(run)s undid run #%(undone)s: %(rows)s rows moved back to hot.", done.rows,
+    ) % {"run": done.pk, "undone": run.pk, "rows": grouped(done.rows)})
+    return redirect("tiering:run", done.pk)
 
 
 @staff_permission_required(MOVE_PERMISSION)
@@ -114,7 +164,7 @@ def run_now(request: HttpRequest, label: str) -> HttpResponse:
     if tiering_settings.RUN_IN_PROCESS:
         try:
             run = move.move(tiered, Direction.TO_COLD, trigger="dashboard")
-        except move.LockHeld as exc:
+        except (move.LockHeld, schema.SchemaDrift) as exc:
             messages.error(request, _("Not started: %(reason)s") % {"reason": exc})
             return redirect("tiering:dashboard")
         except move.MoveError as exc:

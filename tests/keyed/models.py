@@ -33,3 +33,4 @@ class Voucher(Issued):
 
 class Ticket(Issued):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    lot = models.CharField(max_length=20, blank=True, default="")  # migration 0002: the schema gate's drift

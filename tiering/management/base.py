@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from tiering import backends, move
+from tiering import backends, move, schema
 from tiering.conf import tiering_settings
 from tiering.models import Direction, MigrationRun, RunState
 from tiering.move.locks import describe_holder
@@ -97,6 +97,11 @@ def require_tiers_reachable(models: Iterable[TieredModel]) -> None:
                 f"The {role} database (alias {alias!r}) lacks table(s) {', '.join(missing)}: "
                 f"run 'manage.py migrate --database={alias}'"
             )
+    for tiered in models:  # columns, types, nullability and migrations of both tiers match the models
+        try:
+            schema.gate(tiered)
+        except schema.SchemaDrift as exc:
+            raise CommandError(one_line(exc)) from None
 
 
 def check_lock(tiered: TieredModel, direction: str) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from .. import schema
 from ..conf import tiering_settings
 from ..models import BatchState, Direction, MigrationBatch
 from ..signals import batch_done
@@ -66,6 +67,7 @@ def _batches(ctx, path, selected, pacing: Pacing) -> bool:
             return True
         if pacing.max_runtime is not None and time.monotonic() - started >= pacing.max_runtime:
             return True
+        schema.recheck(ctx.tiered)  # cheap: the full gate again only after a migration on a tier
         keys = next_keys(selected, last_pk, size if limit is None else min(size, limit - moved))
         if not keys:
             return False

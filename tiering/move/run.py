@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from .. import backends, relations
+from .. import backends, relations, schema
 from ..conf import tiering_settings
 from ..exceptions import LockHeld, MoveError
 from ..models import Direction, MigrationBatch, MigrationRun, RunState, TierLock
@@ -50,6 +50,7 @@ def move(
     now: datetime | None = None,
     path: str | None = None,
     resumes: MigrationRun | None = None,
+    record: dict | None = None,
 ) -> MigrationRun | None:
     """Move the selected rows (and their children) between tiers; see ``tiering.move``.
 
@@ -57,6 +58,7 @@ def move(
     the ledger holds only runs that moved or settled rows. ``run``: a run opened by ``start_run`` that
     parallel workers share. ``resumes``: a run that did not finish (``resumable_run``); this run takes
     its cutoff and the ledger records which run it resumes (even with nothing left: it closes that run).
+    ``record``: more keys for the run's ``selection`` in the ledger (``{"undo_run": N}``).
     """
     selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
@@ -67,11 +69,12 @@ def move(
         logger.info("%s %s: nothing to move, no run recorded", tiered.label, direction)
         return None
     if run is None:
-        described = selection.describe(limit, batch_size)
+        described = {**selection.describe(limit, batch_size), **(record or {})}
         if resumes is not None:
             now, described["resumes"] = resumes.cutoff, resumes.pk
         run = start_run(tiered, direction, trigger=trigger, now=now, selection=described)
     else:
+        schema.gate(tiered)
         locks.acquire(tiered, direction, run)
     ctx = MoveContext(tiered, direction, run, run.cutoff or now or timezone.now(), selection.q())
     pacing = batch.Pacing(limit, batch_size, max_runtime, sleep, progress)
@@ -167,6 +170,7 @@ def start_run(tiered: TieredModel, direction: str, *, trigger: str, selection: d
               now: datetime | None = None) -> MigrationRun:
     """Create the run, take the model+direction lock and repair earlier half-done batches."""
     backends.refuse_same_tables(tiering_settings.HOT, tiering_settings.COLD)
+    schema.gate(tiered)  # refuses drifted tables before the ledger records anything
     now = now or timezone.now()
     run = _create_run(tiered, direction, trigger, now, selection)
     try:

@@ -9,6 +9,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tiering import overdue, schema
 from tiering.analysis import analyze_all, keys_in_both, report
 from tiering.conf import tiering_settings
 from tiering.registry import registry
@@ -66,6 +67,7 @@ class Command(BaseCommand):
         def out(line: str) -> None:
             self.stdout.write(_clip(line, WIDTH))
 
+        late = {item.label: item for item in overdue.overdue(send=True)}
         prices = doc["cost_per_gb_month"]
         per_month = f"{tiering_settings.CURRENCY}/month"
         header = f"{'model / tier':<24}{'rows':>12}{'child rows':>12}{'bytes':>12}{per_month:>10}  {'notes'}"
@@ -96,6 +98,10 @@ class Command(BaseCommand):
                 out(line)
             else:
                 out("  last run: never")
+            if m["model"] in late:
+                self.stdout.write(self.style.WARNING(_clip(f"  warning: {late[m['model']].describe()}", WIDTH)))
+            for problem, fix in schema.drift_lines(registry.by_label(m["model"])):
+                out(f"  schema drift: {problem}: {fix}")
             if verbosity >= 1:
                 for hist in m["histograms"]:
                     out(f"  age of {hist['field']} (hot/cold rows):")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
+from tiering.conf import tiering_settings
 from tiering.exceptions import FilterError
 from tiering.filters import parse_filters, parse_pks
-from tiering.management.base import MoveCommand, resolve_models
-from tiering.models import Direction
+from tiering.management.base import MoveCommand, positive_int, resolve_models
+from tiering.models import Direction, MigrationRun
+from tiering.move import undo
 
 
 class Command(MoveCommand):
@@ -15,12 +17,13 @@ class Command(MoveCommand):
         "database: by primary key, by filter, or all of them. Copy, verify, then delete, in short "
         "batches. Restored rows are kept from going straight back: the next migrate_cold skips them "
         "because a policy's access field is set to now, and a time policy's rows are held in hot "
-        "(RestoredRow) for the policy's age threshold."
+        "(RestoredRow) for the policy's age threshold. --run N undoes archive run N."
     )
     direction = Direction.TO_HOT
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--model", required=True, metavar="app.Model", help="The tiered model to restore.")
+        parser.add_argument("--model", metavar="app.Model",
+                            help="The tiered model to restore (with --run: the run's, which is the default).")
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--pk", nargs="+", action="extend", dest="pks", metavar="PK",
                            help="Primary keys of the rows to restore.")
@@ -28,9 +31,15 @@ class Command(MoveCommand):
                            help="Restore the cold rows matching this lookup (repeatable, combined with AND); "
                                 "values are parsed by the field, e.g. created_at__gte=2024-01-01.")
         which.add_argument("--all", action="store_true", dest="all_rows", help="Restore every cold row.")
+        which.add_argument("--run", type=positive_int, metavar="N",
+                           help="Undo archive run N: restore exactly the rows it moved that are still cold.")
         self.add_move_arguments(parser)
 
     def selections(self, options: dict) -> list[tuple]:
+        if options.get("run"):
+            return [self.undo_selection(options["run"], options["model"])]
+        if not options["model"]:
+            raise CommandError("Name the model: --model app.Model (or undo a run with --run N).")
         [tiered] = resolve_models([options["model"]])
         try:
             if options["pks"]:
@@ -43,3 +52,19 @@ class Command(MoveCommand):
             return [(tiered, {"all_rows": True})]
         # argparse enforces one of them; call_command(pks=[]) lands here
         raise CommandError("Choose the rows: --pk PK ..., --filter field__lookup=value or --all.")
+
+    def undo_selection(self, run_id: int, label: str | None) -> tuple:
+        """``--run N``: the keys archive run N moved that are still cold because of it (``move.undo``)."""
+        run = MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run_id).first()
+        if run is None:
+            raise CommandError(f"No run {run_id} in the ledger.")
+        try:
+            tiered = undo.undoable(run)
+        except undo.NotUndoable as exc:
+            raise CommandError(str(exc)) from None
+        if label and resolve_models([label])[0] is not tiered:
+            raise CommandError(f"Run {run_id} moved {tiered.label}, not {label}.")
+        keys = undo.keys(run)
+        if not keys:
+            raise CommandError(f"Run {run_id} moved no row that is still cold because of it: nothing to undo.")
+        return tiered, {"pks": keys, "record": {"undo_run": run.pk}}
