@@ -26,7 +26,9 @@ from .. import faults, ledger
 from .base import BaseCopyPath, BatchResult, temp_table_name
 from .one_connection import Table, tables_of
 
-QUICK = "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
+# the batch's statements read a few thousand rows by key: compiling them (JIT) and forking parallel workers
+# costs more than it saves, on a busy server much more; for the batch's transaction on both servers
+QUICK = "set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
 PIPE_WRITE_BYTES = 1 << 20  # COPY data arrives a row at a time; it is written on in pieces this large
 
 
@@ -59,9 +61,6 @@ class PgCopyPath(BaseCopyPath):
             src.execute(f"INSERT INTO {self.keys} SELECT pk FROM (SELECT {t.table}.{t.pk} AS pk FROM {t.table} "
                         f"WHERE {t.table}.{t.pk} >= %s AND {t.table}.{t.pk} <= %s AND ({where}) "
                         f"ORDER BY 1 FOR UPDATE) locked", [keys[0], keys[-1], *params])
-            # the batch's statements are short index reads: JIT compiling and parallel workers cost them more
-            # (on a busy server, much more) than they save
-            src.execute(QUICK)
             settings_values = session_settings(src)
             with transaction.atomic(using=ctx.target), dst_conn.cursor() as dst:
                 # the source's text settings; and the copy must be on disk before the source deletes, so a server
@@ -70,8 +69,7 @@ class PgCopyPath(BaseCopyPath):
                             "set_config('IntervalStyle', %s, true), set_config('extra_float_digits', %s, true), "
                             "set_config('bytea_output', %s, true), set_config('synchronous_commit', "
                             "CASE current_setting('synchronous_commit') WHEN 'off' THEN 'local' "
-                            "ELSE current_setting('synchronous_commit') END, true)", settings_values)
-                dst.execute(QUICK)
+                            f"ELSE current_setting('synchronous_commit') END, true), {QUICK}", settings_values)
                 # the keys as an array literal: the target reads them as they are (no list of Python values)
                 src.execute(f"SELECT coalesce(array_agg(pk), '{{}}')::text FROM {self.keys}")
                 batch_keys = src.fetchone()[0]
@@ -193,11 +191,12 @@ class PgCopyPath(BaseCopyPath):
 
 
 def session_settings(cursor) -> list:
-    """The session settings that shape row text; the target adopts the source's for the batch."""
+    """The session settings that shape row text; the target adopts the source's for the batch. (The
+    source's batch settings are set on the way.)"""
     cursor.execute("SELECT current_setting('TimeZone'), current_setting('DateStyle'), "
                    "current_setting('IntervalStyle'), current_setting('extra_float_digits'), "
-                   "current_setting('bytea_output')")
-    return list(cursor.fetchone())
+                   f"current_setting('bytea_output'), {QUICK}")
+    return list(cursor.fetchone())[:5]
 
 
 def pipe(reader, writer) -> None:
