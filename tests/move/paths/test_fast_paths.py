@@ -449,3 +449,46 @@ def test_pg_copy_target_commits_durably_on_a_server_that_does_not(tiers):
             cur.execute("DROP TRIGGER tiering_test_seen ON orders_order")
             cur.execute("DROP FUNCTION tiering_test_seen()")
             cur.execute("DROP TABLE tiering_test_seen")
+
+
+def test_pg_copy_digests_read_both_servers_alike_whatever_their_session_time_zones(tiers):
+    """Each server digests its rows' text, and timestamptz text follows the session's TimeZone: the target
+    reads with the source's settings, so tiers whose sessions differ still agree (and the rows move)."""
+    if tiers.backend != "postgresql":
+        pytest.skip("the server-side digests are the PostgreSQL pair's")
+    seed_orders(tiers.hot, 12, lines=2)
+    before = content(snapshot(tiers.hot, tiers.cold))
+    zones = {tiers.hot: "America/St_Johns", tiers.cold: "Asia/Kathmandu"}
+    try:
+        for alias, zone in zones.items():
+            with connections[alias].cursor() as cur:
+                cur.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+        run = move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
+    finally:
+        for alias in zones:
+            connections[alias].close()  # a fresh connection gets Django's own time zone back
+    assert run.state == RunState.SUCCEEDED and run.rows == 12 and run.child_rows == 24
+    assert content(snapshot(tiers.hot, tiers.cold)) == before
+
+
+def test_pg_copy_verify_tells_an_empty_string_from_null(tiers):
+    """A target that stores '' for NULL (a trigger stands in for it) differs in the rows' text: nothing
+    is deleted from the source and no copy is left in the target."""
+    if tiers.backend != "postgresql":
+        pytest.skip("the server-side digests are the PostgreSQL pair's")
+    seed_orders(tiers.hot, 9, lines=1)  # orders 1, 4 and 7 have no note
+    before = content(snapshot(tiers.hot, tiers.cold))
+    with connections[tiers.cold].cursor() as cur:
+        cur.execute("CREATE FUNCTION tiering_test_blank() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN NEW.note := coalesce(NEW.note, ''); RETURN NEW; END $$")
+        cur.execute("CREATE TRIGGER tiering_test_blank BEFORE INSERT ON orders_order "
+                    "FOR EACH ROW EXECUTE FUNCTION tiering_test_blank()")
+    try:
+        with pytest.raises(move.MoveError, match="still differs"):
+            move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
+    finally:
+        with connections[tiers.cold].cursor() as cur:
+            cur.execute("DROP TRIGGER tiering_test_blank ON orders_order")
+            cur.execute("DROP FUNCTION tiering_test_blank()")
+    assert not Order.objects.using(tiers.cold).exists()
+    assert content(snapshot(tiers.hot, tiers.cold)) == before

@@ -1,20 +1,22 @@
-"""Two PostgreSQL databases: lock the batch in the source, COPY it into the target, verify by reading it back.
+"""Two PostgreSQL databases: lock the batch in the source, COPY it into the target, verify by digests on both servers.
 
 Source transaction: ``SELECT ... FOR UPDATE`` of the batch (range + policy);
 ``COPY (SELECT ... ORDER BY pk FOR UPDATE) TO STDOUT`` (binary) locks the
-children too and is piped into ``COPY ... FROM STDIN`` of the target tables,
-hashing the stream on the way (TEMP staging tables + ``INSERT ... ON CONFLICT
-DO NOTHING`` when stale copies are there). The target's rows, read back the
-same way, must hash the same (count + BLAKE2 of byte-identical rows); if not,
-PostgreSQL digests both sides row by row, with the source's session
-settings, to find the rows that differ. The target commits, then the source
-deletes and commits (with the ledger, to cold). A crash between the two
-commits leaves copies the repair removes.
+children too and is piped into ``COPY ... FROM STDIN`` of the target tables
+(TEMP staging tables + ``INSERT ... ON CONFLICT DO NOTHING`` when stale copies
+are there). Then each server digests the batch as it holds it, both at once:
+per table the row count and the MD5 of every row's text in key order, the
+target with the source's session settings (time zone, float digits, bytea
+output...), so equal digests mean every column of every row reads the same.
+If they differ, PostgreSQL digests both sides row by row to find the rows
+that differ. The target commits, then the source deletes and commits (with
+the ledger, to cold). A crash between the two commits leaves copies the
+repair removes.
 """
 from __future__ import annotations
 
-import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connections, transaction
 
@@ -24,6 +26,9 @@ from .. import faults, ledger
 from .base import BaseCopyPath, BatchResult, temp_table_name
 from .one_connection import Table, tables_of
 
+# the batch's statements read a few thousand rows by key: compiling them (JIT) and forking parallel workers
+# costs more than it saves, on a busy server much more; for the batch's transaction on both servers
+QUICK = "set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true)"
 PIPE_WRITE_BYTES = 1 << 20  # COPY data arrives a row at a time; it is written on in pieces this large
 
 
@@ -64,36 +69,32 @@ class PgCopyPath(BaseCopyPath):
                             "set_config('IntervalStyle', %s, true), set_config('extra_float_digits', %s, true), "
                             "set_config('bytea_output', %s, true), set_config('synchronous_commit', "
                             "CASE current_setting('synchronous_commit') WHEN 'off' THEN 'local' "
-                            "ELSE current_setting('synchronous_commit') END, true)", settings_values)
-                src.execute(f"SELECT coalesce(array_agg(pk), '{{}}') FROM {self.keys}")
+                            f"ELSE current_setting('synchronous_commit') END, true), {QUICK}", settings_values)
+                # the keys as an array literal: the target reads them as they are (no list of Python values)
+                src.execute(f"SELECT coalesce(array_agg(pk), '{{}}')::text FROM {self.keys}")
                 batch_keys = src.fetchone()[0]
                 # (template, params) selecting the batch by a table's parent-key column ({key}); in the source the
                 # key range lets PostgreSQL use that column's index; in the target a range misled the plans of
                 # tables still being filled
                 in_source = (f"{{key}} >= %s AND {{key}} <= %s AND {{key}} IN (SELECT pk FROM {self.keys})",
                              [keys[0], keys[-1]])
-                in_target = ("{key} = ANY(%s)", [batch_keys])
+                in_target = (f"{{key}} = ANY(%s::{pk_type}[])", [batch_keys])
                 staged = False
                 try:  # straight into the tables; a key there already (a stale copy): through the staging tables
                     with transaction.atomic(using=ctx.target):  # a savepoint
-                        sent = self.copy(src, dst, in_source, staged=False)
+                        self.copy(src, dst, in_source, staged=False)
                 except psycopg.IntegrityError:
                     staged = True
-                    sent = self.copy(src, dst, in_source, staged=True)
+                    self.copy(src, dst, in_source, staged=True)
                     self.insert_staged(dst, None)
                     in_target = (f"{{key}} IN (SELECT {t.pk} FROM {self.stages[t.table]})", [])
                 backends.ops(ctx.target).advance_sequences(ctx.tiered.unit)
                 copy_seconds = time.monotonic() - t0
                 faults.checkpoint("after_copy")
                 t0 = time.monotonic()
-                kept = 0
-                if self.read_back(dst, in_target) == sent:
-                    rows, nbytes = sent[0][0], sum(b for _, b, _ in sent)
-                    child_rows, digests = sum(n for n, _, _ in sent[1:]), [d for _, _, d in sent]
-                else:
-                    (rows, child_rows, nbytes, digests), kept = self.verify_with_retries(
-                        lambda: self.compare(src, dst, in_source, in_target),
-                        (lambda attempt: self.mend(src, dst, in_source, attempt)) if staged else None)
+                (rows, child_rows, nbytes, digests), kept = self.verify_with_retries(
+                    lambda: self.compare(src, dst, in_source, in_target),
+                    (lambda attempt: self.mend(src, dst, in_source, attempt)) if staged else None)
                 verify_seconds = time.monotonic() - t0
                 moved: list = []
                 if not ctx.ledger_commits_with_delete:  # to hot: the copies commit with their mark
@@ -116,10 +117,9 @@ class PgCopyPath(BaseCopyPath):
                 result.recorded = True
         return result
 
-    def copy(self, src, dst, in_source: tuple[str, list], *, staged: bool) -> list[tuple]:
+    def copy(self, src, dst, in_source: tuple[str, list], *, staged: bool) -> None:
         """COPY the batch's parents and children, locked and in key order, into the target tables (or their
-        staging tables); returns (rows, bytes, digest of the binary stream) per table, for ``read_back``."""
-        out = []
+        staging tables)."""
         for t, key in self.parts():
             cols = ", ".join(t.cols)
             into = t.table
@@ -129,21 +129,7 @@ class PgCopyPath(BaseCopyPath):
             with src.cursor.copy(f"COPY (SELECT {cols} FROM {t.table} WHERE {in_source[0].format(key=key)} "
                                  f"ORDER BY {t.pk} FOR UPDATE) TO STDOUT (FORMAT BINARY)", in_source[1]) as reader, \
                     dst.cursor.copy(f"COPY {into} ({cols}) FROM STDIN (FORMAT BINARY)") as writer:
-                nbytes, digest = pipe(reader, writer)
-            out.append((src.cursor.rowcount, nbytes, digest))
-        return out
-
-    def read_back(self, dst, in_target: tuple[str, list]) -> list[tuple]:
-        """(rows, bytes, digest) of the batch as the target holds it, in the same binary form and order as
-        ``copy`` sent it: equal digests mean byte-identical rows."""
-        where, params = in_target
-        out = []
-        for t, key in self.parts():
-            with dst.cursor.copy(f"COPY (SELECT {', '.join(t.cols)} FROM {t.table} WHERE {where.format(key=key)} "
-                                 f"ORDER BY {t.pk}) TO STDOUT (FORMAT BINARY)", params) as reader:
-                nbytes, digest = pipe(reader, None)
-            out.append((dst.cursor.rowcount, nbytes, digest))
-        return out
+                pipe(reader, writer)
 
     def insert_staged(self, dst, only: list | None) -> None:
         """Insert staged rows missing from the target (all, or those of the parents ``only``)."""
@@ -154,8 +140,12 @@ class PgCopyPath(BaseCopyPath):
                         f"ON CONFLICT ({t.pk}) DO NOTHING", [only] if only is not None else [])
 
     def compare(self, src, dst, in_source, in_target) -> tuple | None:
-        """(rows, child_rows, bytes, digests) when PostgreSQL's digests of both tiers agree, else None."""
-        source, target = self.digests(src, in_source), self.digests(dst, in_target)
+        """(rows, child_rows, bytes, digests) when the digests of both servers agree, else None. The two
+        servers digest at the same time (the driver waits for each without the GIL)."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self.digests, src.cursor, in_source)  # the driver's cursor: no Django wrapper
+            target = self.digests(dst.cursor, in_target)
+            source = pending.result()
         if source != target:
             return None
         rows, nbytes, _ = source[0]
@@ -180,15 +170,14 @@ class PgCopyPath(BaseCopyPath):
         return len(bad)
 
     def digests(self, cursor, selected: tuple[str, list]) -> list[tuple]:
-        """(rows, bytes, digest) of the parents and of each child table: the digest is the exact sum of a 64-bit
-        hash of each row's text (no sort needed; a drill-down finds the rows that differ)."""
-        out = []
-        for t, key in self.parts():
-            cursor.execute(f"SELECT count(*), coalesce(sum(length(r)), 0), coalesce(sum(hashtextextended(r, 0)"
-                           f"::numeric), 0) FROM (SELECT x::text AS r FROM (SELECT {', '.join(t.cols)} FROM {t.table} "
-                           f"WHERE {selected[0].format(key=key)}) x) y", selected[1])
-            out.append(tuple(cursor.fetchone()))
-        return out
+        """(rows, bytes, digest) of the parents and of each child table, in one statement: the count, the
+        length and the MD5 of the rows' text (every column) joined in key order."""
+        parts = [f"SELECT {n} AS part, count(*) AS n, string_agg(x::text, E'\\n' ORDER BY x.{t.pk}) AS s FROM "
+                 f"(SELECT {', '.join(t.cols)} FROM {t.table} WHERE {selected[0].format(key=key)}) x"
+                 for n, (t, key) in enumerate(self.parts())]
+        cursor.execute(f"SELECT n, coalesce(octet_length(s), 0), coalesce(md5(s), '') FROM "
+                       f"({' UNION ALL '.join(parts)}) y ORDER BY part", selected[1] * len(parts))
+        return [tuple(row) for row in cursor.fetchall()]
 
     def row_digests(self, cursor, selected: tuple[str, list]) -> set:
         """{(parent key, digest of the parent row or of one child table's rows)} for a drill-down."""
@@ -202,27 +191,21 @@ class PgCopyPath(BaseCopyPath):
 
 
 def session_settings(cursor) -> list:
-    """The session settings that shape row text; the target adopts the source's for the batch."""
+    """The session settings that shape row text; the target adopts the source's for the batch. (The
+    source's batch settings are set on the way.)"""
     cursor.execute("SELECT current_setting('TimeZone'), current_setting('DateStyle'), "
                    "current_setting('IntervalStyle'), current_setting('extra_float_digits'), "
-                   "current_setting('bytea_output')")
-    return list(cursor.fetchone())
+                   f"current_setting('bytea_output'), {QUICK}")
+    return list(cursor.fetchone())[:5]
 
 
-def pipe(reader, writer) -> tuple[int, str]:
-    """Stream COPY data to ``writer`` (if any) in large writes, hashing it; return (bytes, hex digest)."""
-    buffer, nbytes, digest = bytearray(), 0, hashlib.blake2b(digest_size=16)
+def pipe(reader, writer) -> None:
+    """Stream COPY data to ``writer`` in large writes."""
+    buffer = bytearray()
     for data in reader:
         buffer += data
         if len(buffer) >= PIPE_WRITE_BYTES:
-            digest.update(buffer)
-            nbytes += len(buffer)
-            if writer is not None:
-                writer.write(buffer)
+            writer.write(buffer)
             buffer = bytearray()
     if buffer:
-        digest.update(buffer)
-        nbytes += len(buffer)
-        if writer is not None:
-            writer.write(buffer)
-    return nbytes, digest.hexdigest()
+        writer.write(buffer)
