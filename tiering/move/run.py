@@ -17,7 +17,7 @@ from ..exceptions import LockHeld, MoveError
 from ..models import Direction, MigrationBatch, MigrationRun, RunState, TierLock
 from ..registry import TieredModel
 from ..signals import run_failed, run_finished
-from . import batch, hashing, locks, paths, repair, restore
+from . import batch, hashing, locks, paths, repair, restore, throttle
 from .context import MoveContext
 from .selection import Selection
 
@@ -50,6 +50,8 @@ def move(
     now: datetime | None = None,
     path: str | None = None,
     resumes: MigrationRun | None = None,
+    max_latency_ratio: float | None = None,
+    max_replica_lag: float | None = None,
 ) -> MigrationRun | None:
     """Move the selected rows (and their children) between tiers; see ``tiering.move``.
 
@@ -57,6 +59,7 @@ def move(
     the ledger holds only runs that moved or settled rows. ``run``: a run opened by ``start_run`` that
     parallel workers share. ``resumes``: a run that did not finish (``resumable_run``); this run takes
     its cutoff and the ledger records which run it resumes (even with nothing left: it closes that run).
+    ``max_latency_ratio``, ``max_replica_lag``: the throttle's limits over TIERING['THROTTLE'] (``throttle``).
     """
     selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
@@ -74,7 +77,8 @@ def move(
     else:
         locks.acquire(tiered, direction, run)
     ctx = MoveContext(tiered, direction, run, run.cutoff or now or timezone.now(), selection.q())
-    pacing = batch.Pacing(limit, batch_size, max_runtime, sleep, progress)
+    limits = throttle.Limits.from_settings(max_latency_ratio, max_replica_lag)
+    pacing = batch.Pacing(limit, batch_size, max_runtime, sleep, progress, limits)
     try:
         stopped = _move_selection(ctx, path_class, pacing)
         if direction == Direction.TO_HOT:
