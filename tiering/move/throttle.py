@@ -93,6 +93,7 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         try:
+            self.probe()  # untimed: it connects
             while not self.stopping.is_set():
                 start = self.in_flight = time.perf_counter()
                 try:
@@ -174,6 +175,7 @@ class Throttle:
 
     def _latency(self, size: int, elapsed: float, deadline: float | None) -> list[str]:
         seen = p99(self.prober.window())
+        logger.info("DEBUG seen %s limit %s window %s", seen, self.limit, self.prober.window())
         if seen <= self.limit:
             if self.cap is not None:
                 self.cap = self.cap * 2 if self.cap * 2 < tiering_settings.BATCH_SIZE else None
