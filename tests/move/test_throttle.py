@@ -62,7 +62,6 @@ def test_latency_over_the_limit_shrinks_the_batch_and_pauses_until_it_falls(tier
 
     def progress(p):
         seen.append(p)
-        print("PROGRESS", p, flush=True)
         if p.waiting:
             holder.release()  # the latency falls: the run must resume
         elif p.batches == 1:

@@ -175,7 +175,6 @@ class Throttle:
 
     def _latency(self, size: int, elapsed: float, deadline: float | None) -> list[str]:
         seen = p99(self.prober.window())
-        logger.info("DEBUG seen %s limit %s window %s", seen, self.limit, self.prober.window())
         if seen <= self.limit:
             if self.cap is not None:
                 self.cap = self.cap * 2 if self.cap * 2 < tiering_settings.BATCH_SIZE else None
