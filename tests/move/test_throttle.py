@@ -102,13 +102,14 @@ def replica(tiers, settings):
     if server.url is None:
         pytest.skip(server.reason)
     alias = "pg_replica"
-    connections.settings[alias] = {**connections[tiers.hot].settings_dict, "PORT": PG_REPLICA_PORT}
+    # a connection of this thread that is not in DATABASES: Django's test case allows it (it is read only)
+    connections[alias] = type(connections[tiers.hot])(
+        {**connections[tiers.hot].settings_dict, "PORT": PG_REPLICA_PORT}, alias)
     replay("resume")
     yield alias
     replay("resume")
     connections[alias].close()
     del connections[alias]
-    del connections.settings[alias]
 
 
 def replay(what: str) -> None:
