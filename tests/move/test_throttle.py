@@ -11,6 +11,8 @@ import time
 import psycopg
 import pytest
 from django.db import connections
+from django.urls import reverse
+from django.utils.html import escape
 
 from orders.models import Order
 from tests.move.helpers import seed_orders
@@ -60,7 +62,7 @@ class LockHolder:
                 self.conn = None
 
 
-def test_latency_over_the_limit_shrinks_the_batch_and_pauses_until_it_falls(tiers, settings):
+def test_latency_over_the_limit_shrinks_the_batch_and_pauses_until_it_falls(tiers, settings, admin_client):
     seed_orders(tiers.hot, ROWS)
     _settings(settings, MAX_LATENCY_RATIO=5)
     holder, seen = LockHolder(tiers.hot), []
@@ -84,6 +86,10 @@ def test_latency_over_the_limit_shrinks_the_batch_and_pauses_until_it_falls(tier
     batches = list(MigrationBatch.objects.using(tiers.hot).filter(run=run).order_by("seq"))
     assert batches[0].throttled_seconds > 0 and "probe p99" in batches[0].throttle_reason
     assert batches[0].rows == 500 and batches[1].rows <= 250  # a shorter write transaction after the wait
+    page = admin_client.get(reverse("tiering:run", args=[run.pk])).content.decode()
+    total = sum(b.throttled_seconds for b in batches)
+    assert f'<td class="throttled">{total:.2f}</td>' in page  # the run's total
+    assert f'title="{escape(batches[0].throttle_reason)}">{batches[0].throttled_seconds:.3f}</td>' in page
 
 
 def test_no_throttle_without_limits(tiers, settings):

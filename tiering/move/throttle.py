@@ -6,9 +6,9 @@ while a batch writes). Between batches the run asks ``Throttle.between``: when t
 sliding window of its last ``WINDOW`` timings is above ``MAX_LATENCY_RATIO`` times the idle baseline (timed
 before the first batch), the next batch is halved (a shorter write transaction) and the run pauses until
 the probe's timings taken during the pause are within the ratio again; while within it, the batch grows
-back and the pause shrinks. A pause whose timings stay over the limit, steadily, is the application's own
-load: the baseline is refreshed from it. With a replica alias, the run also waits while the replica lags
-more than ``MAX_REPLICA_LAG`` seconds (asked of the replica's backend ops).
+back and the pause shrinks. A pause whose timings stay over the limit for three windows is the
+application's own load: the baseline is refreshed from it. With a replica alias, the run also waits
+while the replica lags more than ``MAX_REPLICA_LAG`` seconds (asked of the replica's backend ops).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ logger = logging.getLogger("tiering.mover")
 MIN_BATCH = 10
 MAX_PAUSE = 5.0  # longest pause between two looks at the probe
 LAG_POLL = 0.2  # seconds between two looks at the replica's lag
+REBASE = 3  # windows of timings over the limit in one pause that refresh the baseline
 HEARTBEAT = 30.0  # a long wait keeps the run's lock fresh this often
 
 
@@ -198,24 +199,20 @@ class Throttle:
             self.beaten = time.monotonic()
 
     def _pause_until_within(self, deadline: float | None) -> None:
-        """Pause at least ``self.pause``, then until a window of the pause's timings is within the limit. A
-        window that stays over it, steadily (two in a row within 20%), is the application's own load now:
-        it becomes the baseline."""
+        """Pause at least ``self.pause``, then until the pause's latest timings (a window at most) are within
+        the limit. Timings that stay over it for REBASE windows while the run is idle are the application's
+        own load now: the latest window's p99 becomes the baseline."""
         mark = self.prober.count
         time.sleep(min(self.pause, _left(deadline)))
-        last = None
         while not _past(deadline) and self.prober.is_alive():
             self.prober.wait_for(mark + min(self.window_size, 20), deadline)
-            taken = self.prober.window(since=mark)
-            seen = p99(taken[-self.window_size:])
+            seen = p99(self.prober.window(since=mark)[-self.window_size:])
             if seen <= self.limit:
                 return
-            if len(taken) > self.window_size:
-                if last is not None and abs(seen - last) <= 0.2 * last:
-                    logger.info("throttle: idle probe p99 refreshed to %.2f ms", seen * 1000)
-                    self.baseline = seen
-                    return
-                last, mark = seen, self.prober.count
+            if self.prober.count - mark >= REBASE * self.window_size:
+                logger.info("throttle: idle probe p99 refreshed to %.2f ms", seen * 1000)
+                self.baseline = seen
+                return
             self.heartbeat()
             time.sleep(self.interval)
 
