@@ -17,6 +17,9 @@ measures, not of the move; before the move alone would count it as the move's.
 It prints p50 and p99 per request type and overall for each loop, and the
 ratio while moving / baseline; with ``--repeat N`` (default 3) it does so N
 times on fresh copies of the same data and ends with the median ratios.
+``--ratios off,3,2,1.3`` measures the move unthrottled and throttled at each
+``--max-latency-ratio`` and ends with one table: p50/p99 ratios and the orders
+moved per second (and their share of the unthrottled rate), to pick a point.
 """
 from __future__ import annotations
 
@@ -101,8 +104,9 @@ def client(args) -> dict:
     if move.poll() is None:
         move.terminate()
     output = move.communicate()[0]
+    moved = Order._base_manager.using("cold").count()
     after = for_seconds()
-    return {"before": before, "during": during, "after": after, "move_seconds": move_seconds(),
+    return {"before": before, "during": during, "after": after, "move_seconds": move_seconds(), "moved": moved,
             "move_returncode": move.returncode, "move_output": output.strip().splitlines()[-3:]}
 
 
@@ -149,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, metavar="N",
                         help="Measure N times on fresh copies of the same data and report each run and the "
                              "median ratios (default 3: on a shared machine one run's p99 wanders).")
+    parser.add_argument("--ratios", default="off", metavar="off,3,2,1.3",
+                        help="Throttle settings to measure, comma-separated: 'off' (unthrottled) or a "
+                             "--max-latency-ratio (default: off only).")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
@@ -159,32 +166,59 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeat must be at least 1")
     print(f"impact bench: {args.rows:,} orders, backends {backends}, migrate_cold options "
           f"{args.move_args or '(defaults)'}, {args.repeat} run(s) each, python {sys.version.split()[0]}")
+    settings = [r.strip() for r in args.ratios.split(",") if r.strip()]
+    curve = []
     for backend in backends:
         template = schema_template(backend)
         data = clone(template, "impact_data")
-        ratios = []
         try:
             built = fill_orders(data, args.rows)
             print(f"[{backend}] built {built['orders']:,} orders + {built['lines']:,} lines", flush=True)
-            for run in range(1, args.repeat + 1):
-                pair = clone(data, "impact")
-                try:
-                    result = run_child(pair, "bench.impact", [
-                        "--client", "--rows", str(args.rows), "--seconds", str(args.seconds),
-                        "--max-seconds", str(args.max_seconds), f"--move-args={args.move_args}"])
-                finally:
-                    drop(pair)
-                report(backend, result, f" run {run}/{args.repeat}")
-                ratios.append((*overall(result), overall(result, "before")[1], overall(result, op="insert")[1]))
+            for setting in settings:
+                move_args = args.move_args if setting == "off" else f"{args.move_args} --max-latency-ratio {setting}"
+                ratios = measure(backend, data, args, move_args, setting)
+                curve.append((backend, setting, ratios))
         finally:
             drop(data)
             drop(template)
-        p50s, p99s, before, inserts = ([r[i] for r in ratios] for i in range(4))
-        print(f"\n[{backend}] all requests over {len(ratios)} run(s): p50 ratio median {median(p50s):.2f}x, "
-              f"p99 ratio median {median(p99s):.2f}x (runs: {', '.join(f'{r:.2f}x' for r in p99s)}; "
-              f"target p99 <= 1.5x); against the loop before the move alone {median(before):.2f}x; "
-              f"inserts alone {median(inserts):.2f}x")
+    if len(settings) > 1 or len(backends) > 1:
+        print_curve(curve)
 
+
+def measure(backend: str, data, args, move_args: str, setting: str) -> list[tuple]:
+    ratios = []
+    for run in range(1, args.repeat + 1):
+        pair = clone(data, "impact")
+        try:
+            result = run_child(pair, "bench.impact", [
+                "--client", "--rows", str(args.rows), "--seconds", str(args.seconds),
+                "--max-seconds", str(args.max_seconds), f"--move-args={move_args}"])
+        finally:
+            drop(pair)
+        report(backend, result, f" throttle {setting}, run {run}/{args.repeat}")
+        ratios.append((*overall(result), overall(result, "before")[1], overall(result, op="insert")[1],
+                       result["moved"] / result["move_seconds"]))
+    p50s, p99s, before, inserts, rates = ([r[i] for r in ratios] for i in range(5))
+    print(f"\n[{backend}] throttle {setting}, all requests over {len(ratios)} run(s): p50 ratio median "
+          f"{median(p50s):.2f}x, p99 ratio median {median(p99s):.2f}x (runs: {', '.join(f'{r:.2f}x' for r in p99s)}); "
+          f"against the loop before the move alone {median(before):.2f}x; inserts alone {median(inserts):.2f}x; "
+          f"{median(rates):,.0f} orders/s moved", flush=True)
+    return ratios
+
+
+def print_curve(curve: list) -> None:
+    """One line per backend and throttle setting: medians of the runs; rows/s against the unthrottled."""
+    rows = [["backend", "throttle", "p50 ratio", "p99 ratio", "p99 runs", "orders/s moved", "of unthrottled"]]
+    unthrottled = {backend: median([r[4] for r in ratios]) for backend, setting, ratios in curve if setting == "off"}
+    for backend, setting, ratios in curve:
+        rate = median([r[4] for r in ratios])
+        share = f"{rate / unthrottled[backend]:.0%}" if unthrottled.get(backend) else "-"
+        rows.append([backend, "unthrottled" if setting == "off" else f"--max-latency-ratio {setting}",
+                     f"{median([r[0] for r in ratios]):.2f}x", f"{median([r[1] for r in ratios]):.2f}x",
+                     ", ".join(f"{r[1]:.2f}x" for r in ratios), f"{rate:,.0f}", share])
+    print("\n== the curve (medians; targets at the tightest setting: p99 ratio <= 1.3x at >= 50% of the "
+          "unthrottled orders/s) ==")
+    print(table(rows))
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ scripts/bootstrap.sh test
 before=" $(.venv/bin/python -m tests.servers running) "
 stop_started() {
     local started=()
-    for name in postgres redis; do
+    for name in postgres redis pg-replica; do
         [[ "$before" == *" $name "* ]] || started+=("$name")
     done
     [ ${#started[@]} -eq 0 ] || .venv/bin/python -m tests.servers stop "${started[@]}"

@@ -2,7 +2,7 @@
 
 The servers are reused by later test runs on the same machine (their data
 lives under ``/tmp/hotcold-servers``); ``python -m tests.servers running``
-names those listening, ``python -m tests.servers stop [postgres] [redis]``
+names those listening, ``python -m tests.servers stop [postgres] [redis] [pg-replica]``
 stops them (both by default); scripts/test.sh stops the ones its run
 started. PostgreSQL refuses to run as root, so as root the cluster is created
 and started as the ``postgres`` user with a data directory that user owns.
@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(os.environ.get("HOTCOLD_SERVERS_DIR", "/tmp/hotcold-servers"))
 PG_PORT = int(os.environ.get("HOTCOLD_PG_PORT", 55432))
 REDIS_PORT = int(os.environ.get("HOTCOLD_REDIS_PORT", 56379))
+PG_REPLICA_PORT = int(os.environ.get("HOTCOLD_PG_REPLICA_PORT", 55433))
 
 
 @dataclass
@@ -97,6 +98,36 @@ def ensure_postgres() -> Server:
     return Server(None, f"PostgreSQL did not listen on 127.0.0.1:{PG_PORT}")
 
 
+def ensure_pg_replica() -> Server:
+    """A streaming replica of the test cluster (``pg_basebackup -R``) on PG_REPLICA_PORT, for the throttle's
+    replica-lag tests; its URL names the server (a test points an alias at its own database there)."""
+    url = f"postgresql://postgres@127.0.0.1:{PG_REPLICA_PORT}/postgres"
+    if _port_open(PG_REPLICA_PORT):
+        return Server(url)
+    primary, bindir = ensure_postgres(), _pg_bindir()
+    if primary.url is None or os.environ.get("HOTCOLD_TEST_PG_URL") or bindir is None:
+        return Server(None, primary.reason or "no PostgreSQL cluster of tests/servers.py to replicate")
+    replica_dir = ROOT / "pg-replica"
+    data = replica_dir / "data"
+    shutil.rmtree(replica_dir, ignore_errors=True)  # a stopped replica is far behind: take a fresh copy
+    replica_dir.mkdir(parents=True)
+    if os.geteuid() == 0:
+        shutil.chown(replica_dir, "postgres")
+    options = (f"-p {PG_REPLICA_PORT} -c listen_addresses=127.0.0.1 -k {replica_dir} -c fsync=off "
+               "-c full_page_writes=off -c max_connections=200 -c hot_standby=on")
+    try:
+        subprocess.run(_as_postgres([f"{bindir}/pg_basebackup", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U",
+                                     "postgres", "-D", str(data), "-R", "-X", "stream", "-c", "fast"]),
+                       check=True, capture_output=True, text=True, timeout=300)
+        subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-o", options, "-l",
+                                     str(replica_dir / "log"), "-w", "-t", "60", "start"]),
+                       check=True, capture_output=True, text=True)
+    except (subprocess.CalledProcessError, OSError, subprocess.TimeoutExpired) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        return Server(None, f"the PostgreSQL replica could not start: {str(detail).strip()[-500:]}")
+    return Server(url) if _port_open(PG_REPLICA_PORT) else Server(None, "the PostgreSQL replica did not listen")
+
+
 def ensure_redis() -> Server:
     if os.environ.get("HOTCOLD_TEST_REDIS_URL"):
         return Server(os.environ["HOTCOLD_TEST_REDIS_URL"])
@@ -124,12 +155,12 @@ def ensure_redis() -> Server:
     return Server(None, f"Redis did not listen on 127.0.0.1:{REDIS_PORT}")
 
 
-SERVERS = ("postgres", "redis")
+SERVERS = ("postgres", "redis", "pg-replica")
 
 
 def running() -> list[str]:
     """The servers listening on their ports now."""
-    ports = {"postgres": PG_PORT, "redis": REDIS_PORT}
+    ports = {"postgres": PG_PORT, "redis": REDIS_PORT, "pg-replica": PG_REPLICA_PORT}
     return [name for name in SERVERS if _port_open(ports[name])]
 
 
@@ -138,6 +169,9 @@ def stop(names: tuple[str, ...] = SERVERS) -> None:
     up = running()
     bindir = _pg_bindir()
     data = ROOT / "postgres" / "data"
+    replica = ROOT / "pg-replica" / "data"
+    if ("pg-replica" in names or "postgres" in names) and "pg-replica" in up and bindir and replica.exists():
+        subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", str(replica), "-m", "fast", "stop"]), check=False)
     if "postgres" in names and "postgres" in up and bindir and data.exists():
         subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast", "stop"]), check=False)
     pidfile = ROOT / "redis" / "redis.pid"
@@ -154,4 +188,4 @@ if __name__ == "__main__":
     elif not command:
         print(ensure_postgres(), ensure_redis())
     else:
-        sys.exit("usage: python -m tests.servers [running | stop [postgres] [redis]]")
+        sys.exit("usage: python -m tests.servers [running | stop [postgres] [redis] [pg-replica]]")

@@ -364,3 +364,45 @@ def _check_foreign_keys_into_tiers(tiered_models: list[TieredModel]) -> list[che
             f"whose rows move to the cold tier with {tiered.label}.",
             hint=hint, obj=field, id="tiering.E010"))
     return errors
+
+
+def _is_number(value, low: float, *, strict: bool) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and (value > low if strict else value >= low) and value < math.inf)
+
+
+@checks.register()
+def check_throttle(app_configs=None, **kwargs):
+    """TIERING['THROTTLE'] (tiering/move/throttle.py): known keys, finite positive limits, a replica alias in
+    DATABASES other than HOT, an importable probe (E019)."""
+    conf = tiering_settings.THROTTLE
+    if not isinstance(conf, dict):
+        return [checks.Error(f"TIERING['THROTTLE'] must be a dict, not {conf!r}.",
+                             hint="For example {'MAX_LATENCY_RATIO': 1.5}; see the README's settings.",
+                             id="tiering.E019")]
+    problems = [f"has the unknown key {key!r}" for key in sorted(set(conf) - set(DEFAULTS["THROTTLE"]))]
+    merged = {**DEFAULTS["THROTTLE"], **conf}
+    ratio, lag, replica = merged["MAX_LATENCY_RATIO"], merged["MAX_REPLICA_LAG"], merged["REPLICA"]
+    if ratio is not None and not _is_number(ratio, 1, strict=False):
+        problems.append(f"['MAX_LATENCY_RATIO'] must be None or a finite number >= 1, not {ratio!r}")
+    if lag is not None and not _is_number(lag, 0, strict=True):
+        problems.append(f"['MAX_REPLICA_LAG'] must be None or a finite positive number of seconds, not {lag!r}")
+    if lag is not None and replica is None:
+        problems.append("['MAX_REPLICA_LAG'] needs ['REPLICA'], the alias of the replica")
+    if replica is not None and (replica not in settings.DATABASES or replica == tiering_settings.HOT):
+        problems.append(f"['REPLICA'] must name a database alias in DATABASES other than HOT, not {replica!r}")
+    if not _is_number(merged["PROBE_INTERVAL"], 0, strict=True):
+        problems.append(f"['PROBE_INTERVAL'] must be a finite positive number, not {merged['PROBE_INTERVAL']!r}")
+    window = merged["WINDOW"]
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        problems.append(f"['WINDOW'] must be a positive integer, not {window!r}")
+    if merged["PROBE"] is not None:
+        from django.utils.module_loading import import_string
+
+        try:
+            import_string(merged["PROBE"])
+        except (ImportError, TypeError, ValueError) as exc:
+            problems.append(f"['PROBE'] cannot be imported: {exc}")
+    return [checks.Error(f"TIERING['THROTTLE']{'' if p.startswith('[') else ' '}{p}.",
+                         hint="See the README's THROTTLE settings; None turns a limit off.", id="tiering.E019")
+            for p in problems]

@@ -48,6 +48,24 @@ DEFAULTS: dict[str, Any] = {
     # (changelist, change, history and delete pages, actions) leaves every row in its tier, its access field
     # untouched; only the move actions move rows.
     "ADMIN_PROMOTES_ON_VIEW": False,
+    # Throttle moves on what the application sees (tiering/move/throttle.py); migrate_cold/restore_hot's
+    # --max-latency-ratio and --max-replica-lag override the two limits. None turns a limit off.
+    "THROTTLE": {
+        # Keep the p99 of a probe on hot, over its sliding window, within this many times its idle p99 (timed
+        # before the run): the next batch is halved and the run pauses while it is over; e.g. 1.5.
+        "MAX_LATENCY_RATIO": None,
+        # Pause between batches while REPLICA lags more than this many seconds behind hot.
+        "MAX_REPLICA_LAG": None,
+        # Database alias of a replica of hot (PostgreSQL streaming replica) whose lag MAX_REPLICA_LAG limits.
+        "REPLICA": None,
+        # Dotted path of a function (tiered_model, alias) -> a callable timed as one probe, standing for the
+        # application's typical request; None: a primary-key read of the model's newest hot row (on SQLite
+        # also taking and releasing the write lock, which the application's inserts wait for).
+        "PROBE": None,
+        # Seconds between two probes, and probes in the sliding window (and in the idle baseline).
+        "PROBE_INTERVAL": 0.01,
+        "WINDOW": 100,
+    },
     # Tier row and byte gauges of /metrics are recomputed at most this often (and after each run).
     "METRICS_REFRESH_SECONDS": 60,
 }

@@ -101,6 +101,9 @@ class MigrationBatch(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     kept = models.IntegerField(
         default=0, help_text="Rows left in the source: changed during the move or no longer eligible.")
+    throttled_seconds = models.FloatField(
+        default=0, help_text="Seconds the throttle waited after this batch (latency on hot, replica lag).")
+    throttle_reason = models.CharField(max_length=200, blank=True, help_text="Why the throttle waited.")
     error = models.TextField(blank=True)
 
     class Meta:

@@ -72,6 +72,16 @@ class BaseTierOperations:
         """Refresh the planner's statistics of ``table`` after a bulk write."""
         raise self.unsupported("how its planner statistics are refreshed")
 
+    @property
+    def writers_wait_for_moves(self) -> bool:
+        """The application's writes wait for a move batch's whole write transaction (one writer per file)."""
+        raise self.unsupported("whether writers wait for a move")
+
+    def replica_lag_seconds(self) -> float:
+        """How many seconds this alias, a replica, lags behind its primary (0 when it has replayed all it
+        received); asked of the replica's own connection, for the throttle's MAX_REPLICA_LAG."""
+        raise self.unsupported("how a replica's lag is read")
+
     # ------------------------------------------------------------------ figures and reads
     def table_bytes(self, tables: list[str]) -> tuple[int, str]:
         """Bytes on disk of ``tables`` with their indexes, and the method used."""

@@ -83,6 +83,21 @@ class TierOperations(BaseTierOperations):
                 [table, pk.column])
 
     locks_rows = True
+    writers_wait_for_moves = False  # row locks: the application's inserts do not wait for a batch
+
+    def replica_lag_seconds(self) -> float:
+        """Since the last transaction replayed, while WAL received is not replayed yet (an idle primary
+        sends nothing: no lag then, however old the last transaction)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+                           "WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 "
+                           "ELSE COALESCE(GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())), 0) "
+                           "END")
+            lag = cursor.fetchone()[0]
+        if lag is None:
+            raise ImproperlyTiered(f"Database alias {self.alias!r} is not a replica (pg_is_in_recovery() is false): "
+                                   "TIERING['THROTTLE']['REPLICA'] must name a streaming replica of hot")
+        return float(lag)
 
     # not_held_q: the base's NOT EXISTS, which PostgreSQL plans as an anti-join (its NOT IN becomes a
     # per-row subplan once the holds outgrow work_mem)

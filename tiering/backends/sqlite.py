@@ -32,6 +32,7 @@ class TierOperations(BaseTierOperations):
         largest key inserted, explicit keys too."""
 
     locks_rows = False  # a write transaction (BEGIN IMMEDIATE) locks the whole file
+    writers_wait_for_moves = True
 
     @property
     def keys_per_statement(self) -> int:

@@ -8,6 +8,7 @@ before anything moves; the moving itself is ``tiering.move``'s job.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -17,10 +18,12 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
+from django.db.models import Sum
 
 from tiering import backends, move, schema
 from tiering.conf import tiering_settings
-from tiering.models import Direction, MigrationRun, RunState
+from tiering.models import Direction, MigrationBatch, MigrationRun, RunState
+from tiering.move import throttle
 from tiering.move.locks import describe_holder
 from tiering.registry import TieredModel, registry
 from tiering.text import human_bytes, one_line
@@ -43,10 +46,13 @@ def number_type(kind: type, accepts, name: str):
 positive_int = number_type(int, lambda n: n > 0, "positive integer")
 positive_float = number_type(float, lambda n: n > 0, "positive number")
 non_negative_float = number_type(float, lambda n: n >= 0, "number >= 0")
+latency_ratio = number_type(float, lambda n: 1 <= n < math.inf, "finite number >= 1")
+finite_seconds = number_type(float, lambda n: 0 < n < math.inf, "finite positive number of seconds")
 
 # the options add_move_arguments declares, with their argparse types (checked again for call_command)
 MOVE_OPTION_TYPES = {"batch_size": positive_int, "limit": positive_int, "max_runtime": positive_float,
-                     "sleep": non_negative_float}
+                     "sleep": non_negative_float, "max_latency_ratio": latency_ratio,
+                     "max_replica_lag": finite_seconds}
 
 
 # --- resolving arguments ----------------------------------------------------------------------
@@ -206,6 +212,8 @@ class MoveCommand(BaseCommand):
                 kind(value)
             except (TypeError, ValueError):
                 raise CommandError(f"--{name.replace('_', '-')} must be a {kind.__name__}, not {value!r}.") from None
+        if options.get("max_replica_lag") is not None and not throttle.settings()["REPLICA"]:
+            raise CommandError("--max-replica-lag needs the replica's alias in TIERING['THROTTLE']['REPLICA'].")
         return super().execute(*args, **options)
 
     def add_move_arguments(self, parser) -> None:
@@ -222,6 +230,11 @@ class MoveCommand(BaseCommand):
                             help="Stop cleanly between batches once this many seconds have passed.")
         parser.add_argument("--sleep", type=non_negative_float, default=0.0, metavar="SECONDS",
                             help="Pause between batches to leave room for the application.")
+        parser.add_argument("--max-latency-ratio", type=latency_ratio, default=None, metavar="RATIO",
+                            help="Throttle: keep the p99 of a probe on hot within RATIO times its idle p99, by "
+                                 "smaller batches and pauses (default TIERING['THROTTLE']['MAX_LATENCY_RATIO']).")
+        parser.add_argument("--max-replica-lag", type=finite_seconds, default=None, metavar="SECONDS",
+                            help="Throttle: pause while TIERING['THROTTLE']['REPLICA'] lags more than this.")
 
     # output -------------------------------------------------------------------------------
 
@@ -278,6 +291,13 @@ class MoveCommand(BaseCommand):
                        desc=tiered.label, file=out)
 
         def report(progress: Any) -> None:
+            if getattr(progress, "waiting", ""):
+                line = f"{tiered.label}: throttled, waiting: {progress.waiting}"
+                if bar is not None:
+                    bar.write(line, file=bar.fp)
+                elif self.verbosity >= 1:
+                    self.stdout.write(line)
+                return
             rows = int(progress.rows)
             if bar is not None:
                 if progress.total_estimate and bar.total != progress.total_estimate:
@@ -307,7 +327,9 @@ class MoveCommand(BaseCommand):
         started = time.monotonic()
         try:
             run = move.move(tiered, self.direction, batch_size=options["batch_size"], sleep=options["sleep"],
-                            trigger="command", progress=report if self.verbosity >= 1 else None, **selection)
+                            max_latency_ratio=options.get("max_latency_ratio"),
+                            max_replica_lag=options.get("max_replica_lag"), trigger="command",
+                            progress=report if self.verbosity >= 1 else None, **selection)
         except move.LockHeld as exc:
             raise CommandError(f"{tiered.label}: {one_line(exc)}") from None
         except move.MoveError as exc:
@@ -334,6 +356,10 @@ class MoveCommand(BaseCommand):
             if self.direction == Direction.TO_COLD:
                 again += " (--resume keeps this run's cutoff)"
             stopped = f" — stopped early (limit or max runtime); {again} to continue"
+        throttled = MigrationBatch.objects.using(tiering_settings.HOT).filter(run=run).aggregate(
+            s=Sum("throttled_seconds"))["s"]
+        if throttled:
+            stopped = f", throttled {throttled:.1f}s{stopped}"
         self.log(
             f"{tiered.label} {Direction(self.direction).label}: {run.rows} rows{children} in {run.batches} batches, "
             f"{human_bytes(run.bytes)}, {rate:,.0f} rows/s, run {run.pk} ({run.state}){stopped}",

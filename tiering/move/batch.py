@@ -13,7 +13,7 @@ from .. import schema
 from ..conf import tiering_settings
 from ..models import BatchState, Direction, MigrationBatch
 from ..signals import batch_done
-from . import ledger, locks, repair, restore
+from . import ledger, locks, repair, restore, throttle
 
 logger = logging.getLogger("tiering.mover")
 
@@ -30,6 +30,7 @@ class MoveProgress:
     batches: int
     bytes: int
     total_estimate: int | None
+    waiting: str = ""  # set when the throttle starts a wait: why
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,25 @@ class Pacing:
     max_runtime: float | None = None
     sleep: float = 0.0
     progress: Callable[[MoveProgress], None] | None = None
+    limits: throttle.Limits | None = None  # the throttle's; None or inactive: no throttle
 
 
 def run_batches(ctx, path, selected, pacing: Pacing) -> bool:
     """Move the ``selected`` source rows batch by batch; return True when stopped early by limit or
     max_runtime."""
-    stopped = _batches(ctx, path, selected, pacing)
+    throttled = None
+    if pacing.limits is not None and pacing.limits.active:
+        throttled = throttle.Throttle(ctx, pacing.limits)
+    try:
+        stopped = _batches(ctx, path, selected, pacing, throttled)
+    finally:
+        if throttled is not None:
+            throttled.stop()
     path.close()
     return stopped
 
 
-def _batches(ctx, path, selected, pacing: Pacing) -> bool:
+def _batches(ctx, path, selected, pacing: Pacing, throttled: throttle.Throttle | None) -> bool:
     limit = pacing.limit
     cap = pacing.batch_size or tiering_settings.BATCH_SIZE
     if path.max_batch is not None:
@@ -62,13 +71,20 @@ def _batches(ctx, path, selected, pacing: Pacing) -> bool:
         total = selected.count()
         total = min(total, limit) if limit is not None else total
     started, last_pk, moved, done = time.monotonic(), None, 0, MoveProgress(0, 0, 0, total)
+    deadline = started + pacing.max_runtime if pacing.max_runtime is not None else None
+    if throttled is not None:
+        if pacing.progress is not None:
+            throttled.report = lambda why: pacing.progress(
+                MoveProgress(done.rows, done.batches, done.bytes, total, why))
+        throttled.start(deadline)
     while True:
         if limit is not None and moved >= limit:
             return True
         if pacing.max_runtime is not None and time.monotonic() - started >= pacing.max_runtime:
             return True
         schema.recheck(ctx.tiered)  # cheap: the full gate again only after a migration on a tier
-        keys = next_keys(selected, last_pk, size if limit is None else min(size, limit - moved))
+        want = size if throttled is None else throttled.size(size)
+        keys = next_keys(selected, last_pk, want if limit is None else min(want, limit - moved))
         if not keys:
             return False
         last_pk = keys[-1]
@@ -80,7 +96,9 @@ def _batches(ctx, path, selected, pacing: Pacing) -> bool:
         if pacing.progress is not None:
             pacing.progress(MoveProgress(done.rows, done.batches, done.bytes, total))
         factor = min(BATCH_STEP, max(1 / BATCH_STEP, tiering_settings.BATCH_TARGET_SECONDS / max(elapsed, 1e-3)))
-        size = int(min(cap, max(MIN_BATCH, size * factor)))
+        size = int(min(cap, max(MIN_BATCH, want * factor)))
+        if throttled is not None:
+            ledger.record_throttled(batch, *throttled.between(len(keys), elapsed, deadline))
         if pacing.sleep:
             time.sleep(pacing.sleep)
 

@@ -42,6 +42,14 @@ def done_values(result) -> dict:
                 finished_at=timezone.now())
 
 
+def record_throttled(batch: MigrationBatch, seconds: float, reason: str) -> None:
+    """The seconds the throttle waited after ``batch``, and why (nothing when it did not wait)."""
+    if seconds or reason:
+        batch.throttled_seconds, batch.throttle_reason = seconds, reason[:200]
+        MigrationBatch.objects.using(tiering_settings.HOT).filter(pk=batch.pk).update(
+            throttled_seconds=seconds, throttle_reason=reason[:200])
+
+
 def record_done(ctx, batch: MigrationBatch, result) -> None:
     """The batch is DONE and the run's counters grow (through the ORM on hot)."""
     hot = tiering_settings.HOT

@@ -17,7 +17,7 @@ from ..exceptions import LockHeld, MoveError
 from ..models import Direction, MigrationBatch, MigrationRun, RunState, TierLock
 from ..registry import TieredModel
 from ..signals import run_failed, run_finished
-from . import batch, hashing, locks, paths, repair, restore
+from . import batch, hashing, locks, paths, repair, restore, throttle
 from .context import MoveContext
 from .selection import Selection
 
@@ -51,6 +51,8 @@ def move(
     path: str | None = None,
     resumes: MigrationRun | None = None,
     record: dict | None = None,
+    max_latency_ratio: float | None = None,
+    max_replica_lag: float | None = None,
 ) -> MigrationRun | None:
     """Move the selected rows (and their children) between tiers; see ``tiering.move``.
 
@@ -59,6 +61,7 @@ def move(
     parallel workers share. ``resumes``: a run that did not finish (``resumable_run``); this run takes
     its cutoff and the ledger records which run it resumes (even with nothing left: it closes that run).
     ``record``: more keys for the run's ``selection`` in the ledger (``{"undo_run": N}``).
+    ``max_latency_ratio``, ``max_replica_lag``: the throttle's limits over TIERING['THROTTLE'] (``throttle``).
     """
     selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
@@ -77,7 +80,8 @@ def move(
         schema.gate(tiered)
         locks.acquire(tiered, direction, run)
     ctx = MoveContext(tiered, direction, run, run.cutoff or now or timezone.now(), selection.q())
-    pacing = batch.Pacing(limit, batch_size, max_runtime, sleep, progress)
+    limits = throttle.Limits.from_settings(max_latency_ratio, max_replica_lag)
+    pacing = batch.Pacing(limit, batch_size, max_runtime, sleep, progress, limits)
     try:
         stopped = _move_selection(ctx, path_class, pacing)
         if direction == Direction.TO_HOT:
