@@ -1,23 +1,29 @@
 """``field__lookup=value`` strings and ``--pk`` values turned into ORM lookups.
 
 Shared by ``restore_hot --filter``/``--pk`` and the ``tiering.restore`` task;
-a value that does not fit the model raises ``FilterError`` (one line).
+a value that does not fit the model raises ``FilterError`` (one line), before
+any run is recorded: integers beyond what the columns store, a regular
+expression that Python or a tier's database cannot compile, and a lookup
+that compiles to no rows at all (``pk__in=`` with no key) are refused too.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist, FieldError, ValidationError
+from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.utils import timezone
 
 from . import relations
+from .arguments import check_integer
 from .conf import tiering_settings
-from .exceptions import FilterError, TieringQueryError
+from .exceptions import ArgumentError, FilterError, TieringQueryError
 from .registry import TieredModel
 from .text import one_line
 
@@ -27,14 +33,18 @@ TEXT_LOOKUPS = {"contains", "icontains", "startswith", "istartswith", "endswith"
 
 
 def parse_pks(tiered: TieredModel, values: Iterable[str]) -> list[Any]:
-    """Convert ``--pk`` values with the primary key field's ``to_python``."""
+    """Convert ``--pk`` values with the primary key field's ``to_python``; a key no column can hold is refused."""
     pk_field = tiered.model._meta.pk
     pks = []
     for value in values:
         try:
-            pks.append(pk_field.to_python(value))
+            pk = pk_field.to_python(value)
         except ValidationError as exc:
             raise FilterError(f"--pk {value!r}: {one_line('; '.join(exc.messages))}") from None
+        if pk is None:
+            raise FilterError(f"--pk {value!r}: not a key")
+        check_integer(pk_field, pk, f"--pk {value!r}")
+        pks.append(pk)
     return pks
 
 
@@ -58,15 +68,39 @@ def parse_filters(tiered: TieredModel, expressions: Iterable[str]) -> Q:
                 and field.get_transform(lookup) is None):
             raise FilterError(f"--filter {expression!r}: unsupported lookup {lookup!r} for field {field.name!r}")
         try:
-            condition = Q(**{key: _convert(field, lookup, raw)})
+            value = _convert(field, lookup, raw)
+            for item in value if isinstance(value, list) else [value]:
+                check_integer(field if lookup not in DATE_PART_LOOKUPS else None, item, f"--filter {expression!r}")
+            condition = Q(**{key: value})
             QuerySet(model=model).filter(condition).query.get_compiler(using=tiering_settings.HOT).as_sql()
             relations.refuse_cross_tier_q(model, condition)
+            if lookup.rpartition(LOOKUP_SEP)[2] in {"regex", "iregex"}:
+                _check_regex(model, condition, raw)
+        except EmptyResultSet:
+            raise FilterError(f"--filter {expression!r}: the filter matches nothing (no value to compare)") from None
+        except ArgumentError:
+            raise
         except ValidationError as exc:
             raise FilterError(f"--filter {expression!r}: {one_line('; '.join(exc.messages))}") from None
         except (FieldError, FieldDoesNotExist, ValueError, TypeError, TieringQueryError) as exc:
             raise FilterError(f"--filter {expression!r}: {one_line(exc)}") from None
         q &= condition
     return q
+
+
+def _check_regex(model, condition: Q, raw: str) -> None:
+    """A regular expression that Python or a tier's database does not compile fails here, not in a run.
+    Each tier plans the lookup (EXPLAIN, no rows read): PostgreSQL compiles the pattern while planning,
+    SQLite's REGEXP is Python's ``re``."""
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    for alias in (tiering_settings.HOT, tiering_settings.COLD):
+        try:
+            QuerySet(model=model).using(alias).filter(condition).explain()
+        except DatabaseError as exc:
+            raise ValueError(f"the {alias!r} database refuses it: {one_line(exc)}") from None
 
 
 def _field_and_lookup(model, key: str, expression: str) -> tuple[Any, str]:

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from tiering.exceptions import FilterError
+from tiering.conf import tiering_settings
+from tiering.exceptions import ArgumentError
 from tiering.filters import parse_filters, parse_pks
 from tiering.management.base import MoveCommand, resolve_models
 from tiering.models import Direction
+from tiering.move import keys
+
+SHOWN_KEYS = 20  # keys named in one message; the count says how many more
 
 
 class Command(MoveCommand):
@@ -37,9 +41,39 @@ class Command(MoveCommand):
                 return [(tiered, {"pks": parse_pks(tiered, options["pks"])})]
             if options["filters"]:
                 return [(tiered, {"where": parse_filters(tiered, options["filters"])})]
-        except FilterError as exc:
+        except ArgumentError as exc:
             raise CommandError(str(exc)) from None
         if options["all_rows"]:
             return [(tiered, {"all_rows": True})]
         # argparse enforces one of them; call_command(pks=[]) lands here
         raise CommandError("Choose the rows: --pk PK ..., --filter field__lookup=value or --all.")
+
+    def pending(self, work: list[tuple], options: dict) -> list[tuple]:
+        """Keys asked for by ``--pk``: those already hot are said, those in neither tier are unmet (the
+        command fails once the others are restored)."""
+        [(tiered, selection)] = work
+        if selection.get("pks") is None:
+            return work
+        asked = list(dict.fromkeys(selection["pks"]))
+        hot, cold = (present(tiered, alias, asked) for alias in (tiering_settings.HOT, tiering_settings.COLD))
+        already = [pk for pk in asked if pk in hot and pk not in cold]
+        if already:
+            self.log(f"{tiered.label}: {_keys(already)} already hot.")
+        missing = [pk for pk in asked if pk not in hot and pk not in cold]
+        if missing:
+            self.unmet.append(f"{tiered.label}: {_keys(missing)} in neither tier")
+        return work
+
+
+def present(tiered, alias: str, pks: list) -> set:
+    """Which of ``pks`` are rows of ``tiered`` in ``alias``."""
+    found = set()
+    for chunk in keys.chunks(pks, keys.per_statement(alias)):
+        found.update(tiered.model._base_manager.using(alias).filter(pk__in=chunk).values_list("pk", flat=True))
+    return found
+
+
+def _keys(pks: list) -> str:
+    shown = ", ".join(str(pk) for pk in pks[:SHOWN_KEYS])
+    more = f" and {len(pks) - SHOWN_KEYS} more" if len(pks) > SHOWN_KEYS else ""
+    return f"{len(pks)} key{'s' if len(pks) != 1 else ''} ({shown}{more}) {'are' if len(pks) != 1 else 'is'}"
