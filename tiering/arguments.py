@@ -10,6 +10,7 @@ columns store for the field (``connection.ops.integer_field_range``);
 """
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -60,12 +61,12 @@ class Option:
         return self.kind(number)
 
     def argparse_type(self):
-        """An argparse ``type``: argparse turns its ValueError into a usage error naming the option."""
+        """An argparse ``type``: argparse puts its message after the option's name in its usage error."""
         def parse(value: str) -> Any:
             try:
                 return self.parse(value)
             except ArgumentError:
-                raise ValueError(value) from None
+                raise argparse.ArgumentTypeError(f"must be a {self.describe}, not {value!r}") from None
 
         parse.__name__ = self.describe
         return parse

@@ -88,6 +88,31 @@ def parse_filters(tiered: TieredModel, expressions: Iterable[str]) -> Q:
     return q
 
 
+def check_lookups(tiered: TieredModel, lookups: dict) -> Q:
+    """A task's ``filter`` dict as one ``Q``, held to the checks of ``parse_filters`` (its values are Python's
+    already): known fields, integers the columns store, regular expressions that compile, some row possible."""
+    model = tiered.model
+    for key, value in lookups.items():
+        what = f"filter {key}={value!r}"
+        field, lookup = _field_and_lookup(model, key, f"{key}={value!r}")
+        if field is not None and field.is_relation and lookup != "isnull":
+            field = field.target_field
+        for item in value if isinstance(value, (list, tuple, set)) else [value]:
+            check_integer(field if lookup not in DATE_PART_LOOKUPS else None, item, what)
+    condition = Q(**lookups)
+    try:
+        QuerySet(model=model).filter(condition).query.get_compiler(using=tiering_settings.HOT).as_sql()
+        relations.refuse_cross_tier_q(model, condition)
+        for key, value in lookups.items():
+            if key.rpartition(LOOKUP_SEP)[2] in {"regex", "iregex"}:
+                _check_regex(model, Q(**{key: value}), str(value))
+    except EmptyResultSet:
+        raise FilterError(f"filter {lookups!r}: the filter matches nothing (no value to compare)") from None
+    except (FieldError, FieldDoesNotExist, ValueError, TypeError, TieringQueryError) as exc:
+        raise FilterError(f"filter {lookups!r}: {one_line(exc)}") from None
+    return condition
+
+
 def _check_regex(model, condition: Q, raw: str) -> None:
     """A regular expression that Python or a tier's database does not compile fails here, not in a run.
     Each tier plans the lookup (EXPLAIN, no rows read): PostgreSQL compiles the pattern while planning,

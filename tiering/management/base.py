@@ -87,9 +87,8 @@ def require_tiers_reachable(models: Iterable[TieredModel]) -> None:
 REPAIRS = "nothing is lost: the next run repairs what this one left"
 
 
-def database_error(exc: BaseException, note: str = REPAIRS) -> CommandError:
-    """A database error met mid-command as one line, naming the tier that does not answer (each is asked
-    again on a fresh connection); ``note``: what it means for the data."""
+def unanswering_tier(note: str = "") -> CommandError | None:
+    """A CommandError naming the first tier that does not answer on a fresh connection, or None."""
     for role, alias in (("hot", tiering_settings.HOT), ("cold", tiering_settings.COLD)):
         try:
             connections[alias].close()
@@ -98,10 +97,16 @@ def database_error(exc: BaseException, note: str = REPAIRS) -> CommandError:
         try:
             with connections[alias].cursor() as cursor:
                 cursor.execute("SELECT 1")
-        except Exception as down:
+        except Exception as down:  # any driver error: that tier is away
             return CommandError(f"The {role} database (alias {alias!r}) does not answer: {one_line(down)}"
                                 + (f"; {note}" if note else ""))
-    return CommandError(f"{type(exc).__name__}: {one_line(exc)}")
+    return None
+
+
+def database_error(exc: BaseException, note: str = REPAIRS) -> CommandError:
+    """A database error met mid-command as one line, naming the tier that does not answer (each is asked
+    again on a fresh connection); ``note``: what it means for the data."""
+    return unanswering_tier(note) or CommandError(f"{type(exc).__name__}: {one_line(exc)}")
 
 
 def check_lock(tiered: TieredModel, direction: str) -> None:

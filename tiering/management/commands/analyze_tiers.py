@@ -13,7 +13,7 @@ from django.utils.connection import ConnectionDoesNotExist
 
 from tiering.analysis import analyze_all, keys_in_both, report
 from tiering.conf import tiering_settings
-from tiering.management.base import database_error
+from tiering.management.base import database_error, unanswering_tier
 from tiering.registry import registry
 from tiering.text import human_bytes
 
@@ -44,6 +44,9 @@ class Command(BaseCommand):
         if not labels and not len(registry):
             raise CommandError("No tiered models: declare 'class Tiering' with a policy on a model.")
         try:
+            unreachable = unanswering_tier()
+            if unreachable:
+                raise unreachable
             self.analyze(labels, format, verbosity, options)
         except ConnectionDoesNotExist as exc:
             raise CommandError(f"TIERING names a database alias that DATABASES lacks: {exc}") from None

@@ -55,7 +55,8 @@ class Command(MoveCommand):
         if selection.get("pks") is None:
             return work
         asked = list(dict.fromkeys(selection["pks"]))
-        hot, cold = (present(tiered, alias, asked) for alias in (tiering_settings.HOT, tiering_settings.COLD))
+        hot, cold = (keys.present(tiered.model, alias, asked) for alias in (tiering_settings.HOT,
+                                                                              tiering_settings.COLD))
         already = [pk for pk in asked if pk in hot and pk not in cold]
         if already:
             self.log(f"{tiered.label}: {_keys(already)} already hot.")
@@ -63,14 +64,6 @@ class Command(MoveCommand):
         if missing:
             self.unmet.append(f"{tiered.label}: {_keys(missing)} in neither tier")
         return work
-
-
-def present(tiered, alias: str, pks: list) -> set:
-    """Which of ``pks`` are rows of ``tiered`` in ``alias``."""
-    found = set()
-    for chunk in keys.chunks(pks, keys.per_statement(alias)):
-        found.update(tiered.model._base_manager.using(alias).filter(pk__in=chunk).values_list("pk", flat=True))
-    return found
 
 
 def _keys(pks: list) -> str:
