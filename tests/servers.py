@@ -143,7 +143,8 @@ class ThrowawayPostgres:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         subprocess.run(_as_postgres([f"{bindir}/initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                                     "-E", "UTF8", "--locale=C.UTF-8"]), check=True, capture_output=True, text=True)
+                                     "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
+                       check=True, capture_output=True, text=True)
         self.start()
 
     @property

@@ -13,7 +13,6 @@ import time
 
 import psycopg
 import pytest
-from django.core.management import call_command
 from django.db import connections
 
 from orders.models import Order
@@ -34,11 +33,16 @@ def throwaway_hot(tiers, retune):
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"no throwaway PostgreSQL cluster: {exc}")
     try:
-        name = connections[tiers.hot].settings_dict["NAME"]
+        hot = connections[tiers.hot].settings_dict
         with psycopg.connect(cluster.url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+            admin.execute(f'CREATE DATABASE "{hot["NAME"]}"')
+        # a copy of the migrated (empty) hot test database: quicker than migrating the new one
+        dump = subprocess.run([f"{cluster.bindir}/pg_dump", "-h", hot["HOST"], "-p", str(hot["PORT"]), "-U",
+                               hot["USER"], "--no-owner", hot["NAME"]], check=True, capture_output=True).stdout
+        subprocess.run([f"{cluster.bindir}/psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                        str(cluster.port), "-U", "postgres", "-d", hot["NAME"]], input=dump, check=True,
+                       capture_output=True)
         retune(tiers.hot, HOST="127.0.0.1", PORT=str(cluster.port))
-        call_command("migrate", database=tiers.hot, verbosity=0, interactive=False)
         yield cluster
     finally:
         connections[tiers.hot].close()
