@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from .. import backends, relations
+from .. import arguments, backends, relations
 from ..conf import tiering_settings
 from ..exceptions import LockHeld, MoveError
 from ..models import Direction, MigrationBatch, MigrationRun, RunState, TierLock
@@ -62,6 +62,7 @@ def move(
     """
     selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
+    arguments.check_options({"max_runtime": max_runtime, "sleep": sleep or None})  # finite, before any run
     relations.refuse_cross_tier_q(tiered.model, selection.q())
     path_class = choose_path(path)  # refuses tiers that are the same tables before anything is written
     joined = run is not None
