@@ -4,7 +4,10 @@
 ``MoveCommand.handle``: resolve the models and rows (the subclass's
 ``selections``), check that both tiers answer, plan, then a dry run or the
 confirmation, then run and report. Bad input is a one-line ``CommandError``
-before anything moves; the moving itself is ``tiering.move``'s job.
+before anything moves (the options' values: ``tiering.arguments``); a
+database that stops answering mid-command is one line naming the tier; what
+the arguments asked for and did not get (``unmet``: keys in neither tier...)
+fails the command after the run. The moving itself is ``tiering.move``'s job.
 """
 from __future__ import annotations
 
