@@ -2,8 +2,8 @@
 
 A lock is stale when its heartbeat is older than ``LOCK_STALE_SECONDS``, its
 owner is a dead process on this host, or this process gave its run up
-(``abandon``: the run failed while hot was away, so nothing could close it). Parallel range workers of one run
-share the run's lock.
+(``abandon``: the run failed while hot was away, so nothing could close it).
+Parallel range workers of one run share the run's lock.
 """
 from __future__ import annotations
 
