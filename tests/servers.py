@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,50 @@ def ensure_redis() -> Server:
             return Server(url)
         time.sleep(0.1)
     return Server(None, f"Redis did not listen on 127.0.0.1:{REDIS_PORT}")
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of its own (initdb in a fresh directory, a free port) for a test that kills its
+    server: never the shared one. ``kill()`` stops it the way a crash does (immediate: no checkpoint, every
+    backend dropped), ``start()`` brings it back with its data; ``remove()`` stops it and deletes it."""
+
+    def __init__(self) -> None:
+        bindir = _pg_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL server binaries not found")
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="hotcold-throwaway-pg-"))
+        self.data = self.dir / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        subprocess.run(_as_postgres([f"{bindir}/initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                                     "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
+                       check=True, capture_output=True, text=True)
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off")
+        subprocess.run(_as_postgres([f"{self.bindir}/pg_ctl", "-D", str(self.data), "-o", options,
+                                     "-l", str(self.dir / "log"), "-w", "-t", "60", "start"]),
+                       check=True, capture_output=True, text=True)
+
+    def kill(self) -> None:
+        subprocess.run(_as_postgres([f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", "immediate", "-w",
+                                     "stop"]), check=True, capture_output=True, text=True)
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            subprocess.run(_as_postgres([f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", "immediate",
+                                         "stop"]), check=False, capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 SERVERS = ("postgres", "redis", "pg-replica")

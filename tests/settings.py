@@ -56,6 +56,8 @@ if PG.url:
     # tests/conftest.py creates the schema and migrates this alias into it.
     DATABASES["pg_cold_schema"] = {**copy.deepcopy(DATABASES["pg_hot"]),
                                    "OPTIONS": {"options": f"-c search_path={COLD_SCHEMA}"}}
+    if os.environ.get("HOTCOLD_TEST_PG_HOT_PORT"):  # a throwaway server as the hot tier (tests/move/test_hot_dies.py)
+        DATABASES["pg_hot"]["PORT"] = os.environ["HOTCOLD_TEST_PG_HOT_PORT"]
 
 REDIS = servers.ensure_redis()
 REDIS_SKIP_REASON = REDIS.reason

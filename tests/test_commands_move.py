@@ -193,8 +193,8 @@ def test_bad_keyword_to_call_command_is_one_line_command_error_and_changes_nothi
     with pytest.raises(CommandError) as excinfo:
         run_command(command, *which, "--no-input", **{name: value})
     assert str(excinfo.value) == f"--{name.replace('_', '-')} must be a " + {
-        "batch_size": "positive integer", "limit": "positive integer", "max_runtime": "positive number",
-        "sleep": "number >= 0"}[name] + f", not {value!r}."
+        "batch_size": "positive integer", "limit": "positive integer", "max_runtime": "finite positive number",
+        "sleep": "finite number >= 0"}[name] + f", not {value!r}."
     assert snapshot(tiers) == before
 
 

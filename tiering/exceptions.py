@@ -38,5 +38,9 @@ class UnsupportedDatabase(ImproperlyTiered):
     """A tier alias uses a database that tiering has no backend for."""
 
 
-class FilterError(TieringError, ValueError):
-    """A ``field__lookup=value`` filter that does not fit the model."""
+class ArgumentError(TieringError, ValueError):
+    """An argument of a move (option, key, filter value) that cannot work: refused before any run is recorded."""
+
+
+class FilterError(ArgumentError):
+    """A ``field__lookup=value`` filter (or a ``--pk`` value) that does not fit the model."""

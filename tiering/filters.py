@@ -1,23 +1,29 @@
 """``field__lookup=value`` strings and ``--pk`` values turned into ORM lookups.
 
 Shared by ``restore_hot --filter``/``--pk`` and the ``tiering.restore`` task;
-a value that does not fit the model raises ``FilterError`` (one line).
+a value that does not fit the model raises ``FilterError`` (one line), before
+any run is recorded: integers beyond what the columns store, a regular
+expression that Python or a tier's database cannot compile, and a lookup
+that compiles to no rows at all (``pk__in=`` with no key) are refused too.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist, FieldError, ValidationError
+from django.db import DatabaseError
 from django.db.models import Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.utils import timezone
 
 from . import relations
+from .arguments import check_integer
 from .conf import tiering_settings
-from .exceptions import FilterError, TieringQueryError
+from .exceptions import ArgumentError, FilterError, TieringQueryError
 from .registry import TieredModel
 from .text import one_line
 
@@ -27,14 +33,18 @@ TEXT_LOOKUPS = {"contains", "icontains", "startswith", "istartswith", "endswith"
 
 
 def parse_pks(tiered: TieredModel, values: Iterable[str]) -> list[Any]:
-    """Convert ``--pk`` values with the primary key field's ``to_python``."""
+    """Convert ``--pk`` values with the primary key field's ``to_python``; a key no column can hold is refused."""
     pk_field = tiered.model._meta.pk
     pks = []
     for value in values:
         try:
-            pks.append(pk_field.to_python(value))
+            pk = pk_field.to_python(value)
         except ValidationError as exc:
             raise FilterError(f"--pk {value!r}: {one_line('; '.join(exc.messages))}") from None
+        if pk is None:
+            raise FilterError(f"--pk {value!r}: not a key")
+        check_integer(pk_field, pk, f"--pk {value!r}")
+        pks.append(pk)
     return pks
 
 
@@ -58,15 +68,64 @@ def parse_filters(tiered: TieredModel, expressions: Iterable[str]) -> Q:
                 and field.get_transform(lookup) is None):
             raise FilterError(f"--filter {expression!r}: unsupported lookup {lookup!r} for field {field.name!r}")
         try:
-            condition = Q(**{key: _convert(field, lookup, raw)})
+            value = _convert(field, lookup, raw)
+            for item in value if isinstance(value, list) else [value]:
+                check_integer(field if lookup not in DATE_PART_LOOKUPS else None, item, f"--filter {expression!r}")
+            condition = Q(**{key: value})
             QuerySet(model=model).filter(condition).query.get_compiler(using=tiering_settings.HOT).as_sql()
             relations.refuse_cross_tier_q(model, condition)
+            if lookup.rpartition(LOOKUP_SEP)[2] in {"regex", "iregex"}:
+                _check_regex(model, condition, raw)
+        except EmptyResultSet:
+            raise FilterError(f"--filter {expression!r}: the filter matches nothing (no value to compare)") from None
+        except ArgumentError:
+            raise
         except ValidationError as exc:
             raise FilterError(f"--filter {expression!r}: {one_line('; '.join(exc.messages))}") from None
         except (FieldError, FieldDoesNotExist, ValueError, TypeError, TieringQueryError) as exc:
             raise FilterError(f"--filter {expression!r}: {one_line(exc)}") from None
         q &= condition
     return q
+
+
+def check_lookups(tiered: TieredModel, lookups: dict) -> Q:
+    """A task's ``filter`` dict as one ``Q``, held to the checks of ``parse_filters`` (its values are Python's
+    already): known fields, integers the columns store, regular expressions that compile, some row possible."""
+    model = tiered.model
+    for key, value in lookups.items():
+        what = f"filter {key}={value!r}"
+        field, lookup = _field_and_lookup(model, key, f"{key}={value!r}")
+        if field is not None and field.is_relation and lookup != "isnull":
+            field = field.target_field
+        for item in value if isinstance(value, (list, tuple, set)) else [value]:
+            check_integer(field if lookup not in DATE_PART_LOOKUPS else None, item, what)
+    condition = Q(**lookups)
+    try:
+        QuerySet(model=model).filter(condition).query.get_compiler(using=tiering_settings.HOT).as_sql()
+        relations.refuse_cross_tier_q(model, condition)
+        for key, value in lookups.items():
+            if key.rpartition(LOOKUP_SEP)[2] in {"regex", "iregex"}:
+                _check_regex(model, Q(**{key: value}), str(value))
+    except EmptyResultSet:
+        raise FilterError(f"filter {lookups!r}: the filter matches nothing (no value to compare)") from None
+    except (FieldError, FieldDoesNotExist, ValueError, TypeError, TieringQueryError) as exc:
+        raise FilterError(f"filter {lookups!r}: {one_line(exc)}") from None
+    return condition
+
+
+def _check_regex(model, condition: Q, raw: str) -> None:
+    """A regular expression that Python or a tier's database does not compile fails here, not in a run.
+    Each tier plans the lookup (EXPLAIN, no rows read): PostgreSQL compiles the pattern while planning,
+    SQLite's REGEXP is Python's ``re``."""
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    for alias in (tiering_settings.HOT, tiering_settings.COLD):
+        try:
+            QuerySet(model=model).using(alias).filter(condition).explain()
+        except DatabaseError as exc:
+            raise ValueError(f"the {alias!r} database refuses it: {one_line(exc)}") from None
 
 
 def _field_and_lookup(model, key: str, expression: str) -> tuple[Any, str]:

@@ -22,16 +22,16 @@ import os
 import sqlite3
 from typing import Any
 
-from django.db import models as db_models
 from django.db import utils as db_utils
 from django.db.models import F
 from django.utils import timezone
 
 from . import analysis, extras, move, schema
+from .arguments import check_options
 from .conf import tiering_settings
-from .filters import parse_filters
-from .models import Direction, MigrationRun, RunState
-from .move import selection, undo
+from .filters import check_lookups, parse_filters, parse_pks
+from .models import Direction, MigrationRun, RunState, jsonable_key
+from .move import keys, selection, undo
 from .registry import TieredModel, registry
 from .text import one_line
 
@@ -123,13 +123,16 @@ def _failed_run_id(exc: BaseException, tiered: TieredModel, direction: str, sinc
     for error in _chain(exc):
         if isinstance(error, move.MoveError) and error.run is not None:
             return error.run.pk
-    return (
-        MigrationRun.objects.using(tiering_settings.HOT)
-        .filter(model_label=tiered.label, direction=direction, started_at__gte=since)
-        .order_by("-started_at", "-id")
-        .values_list("pk", flat=True)
-        .first()
-    )
+    try:
+        return (
+            MigrationRun.objects.using(tiering_settings.HOT)
+            .filter(model_label=tiered.label, direction=direction, started_at__gte=since)
+            .order_by("-started_at", "-id")
+            .values_list("pk", flat=True)
+            .first()
+        )
+    except db_utils.Error:  # the ledger's database is away too: the log says so without the id
+        return None
 
 
 def summary(run: MigrationRun) -> dict[str, Any]:
@@ -193,8 +196,8 @@ def archive_model(self, label: str, limit: int | None = None, batch_size: int | 
                   max_runtime: float | None = None, sleep: float = 0.0) -> dict[str, Any]:
     """Move the policy-eligible rows of one model (and their children) from hot to cold."""
     tiered = registry.by_label(label)
-    return _move(self, tiered, Direction.TO_COLD, limit=limit, batch_size=batch_size,
-                 max_runtime=self.runtime_budget(max_runtime), sleep=sleep)
+    checked = check_options(dict(limit=limit, batch_size=batch_size, max_runtime=max_runtime, sleep=sleep))
+    return _move(self, tiered, Direction.TO_COLD, **{**checked, "max_runtime": self.runtime_budget(max_runtime)})
 
 
 @shared_task(bind=True, base=TieringTask, name="tiering.restore")
@@ -203,25 +206,39 @@ def restore(self, label: str, pks: list | None = None, filter: list[str] | dict 
             undo_run: int | None = None) -> dict[str, Any]:
     """Move a selection back to hot: ``pks``, ``filter`` (``["field__lookup=value", ...]`` as
     ``restore_hot --filter``, or a dict of lookups), ``all_rows=True`` or ``undo_run`` (the rows archive
-    run N moved that are still cold, as ``restore_hot --run``); exactly one of them."""
+    run N moved that are still cold, as ``restore_hot --run``); exactly one of them. Arguments are
+    checked as ``restore_hot`` checks them (``ArgumentError``, no run recorded); with ``pks`` the result's
+    ``not_found`` names the keys in neither tier (empty when every key was found)."""
     tiered = registry.by_label(label)
+    checked = check_options(dict(limit=limit, batch_size=batch_size))
     if undo_run is not None:
         run = MigrationRun.objects.using(tiering_settings.HOT).get(pk=undo_run)
-        keys = undo.keys(run)
-        if not keys:
+        undone = undo.keys(run)
+        if not undone:
             return _nothing(tiered, Direction.TO_HOT)
-        return _move(self, tiered, Direction.TO_HOT, pks=keys, record={"undo_run": run.pk}, limit=limit,
-                     batch_size=batch_size, max_runtime=self.runtime_budget(None))
+        return _move(self, tiered, Direction.TO_HOT, pks=undone, record={"undo_run": run.pk}, **checked,
+                     max_runtime=self.runtime_budget(None))
     chosen = [name for name, value in (("pks", pks), ("filter", filter), ("all_rows", all_rows)) if value]
     if len(chosen) != 1:
         raise ValueError(f"restore {label}: give exactly one of pks, filter or all_rows (got {chosen or 'none'})")
     where = None
     if isinstance(filter, dict):
-        where = db_models.Q(**filter)
+        where = check_lookups(tiered, filter)
     elif filter:
         where = parse_filters(tiered, filter)
-    return _move(self, tiered, Direction.TO_HOT, pks=pks or None, where=where, all_rows=all_rows,
-                 limit=limit, batch_size=batch_size, max_runtime=self.runtime_budget(None))
+    pks = parse_pks(tiered, pks) if pks else None
+    result = _move(self, tiered, Direction.TO_HOT, pks=pks, where=where, all_rows=all_rows, **checked,
+                   max_runtime=self.runtime_budget(None))
+    if pks:  # keys in neither tier: the request was not fully met, and the result names them
+        result["not_found"] = not_found(tiered, pks)
+    return result
+
+
+def not_found(tiered: TieredModel, pks: list) -> list:
+    """Those of ``pks`` in neither tier, as JSON keys."""
+    found = set().union(*(keys.present(tiered.model, alias, pks) for alias in (tiering_settings.HOT,
+                                                                            tiering_settings.COLD)))
+    return [jsonable_key(pk) for pk in pks if pk not in found]
 
 
 @shared_task(bind=True, base=TieringTask, name="tiering.analyse")
@@ -254,8 +271,9 @@ def archive_model_parallel(self, label: str, workers: int = 2, batch_size: int |
                            max_runtime: float | None = None) -> dict[str, Any]:
     """Open one run, split the eligible keys into ``workers`` ranges and archive them at once."""
     tiered = registry.by_label(label)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, not {workers}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, not {workers!r}")
+    check_options(dict(batch_size=batch_size, max_runtime=max_runtime))
     started = timezone.now()
     if not move.has_work(tiered, Direction.TO_COLD):
         return {**_nothing(tiered, Direction.TO_COLD), "ranges": []}

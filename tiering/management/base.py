@@ -4,11 +4,13 @@
 ``MoveCommand.handle``: resolve the models and rows (the subclass's
 ``selections``), check that both tiers answer, plan, then a dry run or the
 confirmation, then run and report. Bad input is a one-line ``CommandError``
-before anything moves; the moving itself is ``tiering.move``'s job.
+before anything moves (the options' values: ``tiering.arguments``); a
+database that stops answering mid-command is one line naming the tier; what
+the arguments asked for and did not get (``unmet``: keys in neither tier...)
+fails the command after the run. The moving itself is ``tiering.move``'s job.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -17,42 +19,26 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.models import Sum
 
 from tiering import backends, move, schema
+from tiering.arguments import OPTIONS, check_options
 from tiering.conf import tiering_settings
+from tiering.exceptions import ArgumentError
 from tiering.models import Direction, MigrationBatch, MigrationRun, RunState
 from tiering.move import throttle
 from tiering.move.locks import describe_holder
 from tiering.registry import TieredModel, registry
 from tiering.text import human_bytes, one_line
 
-# --- argument types ---------------------------------------------------------------------------
+# --- argument types: tiering.arguments declares them ---------------------------------------
 
-def number_type(kind: type, accepts, name: str):
-    """An argparse type: ``kind(value)`` that ``accepts``; argparse turns the ValueError into a usage error
-    naming ``name``."""
-    def parse(value: Any):
-        number = kind(value)
-        if not accepts(number):
-            raise ValueError(value)
-        return number
-
-    parse.__name__ = name
-    return parse
-
-
-positive_int = number_type(int, lambda n: n > 0, "positive integer")
-positive_float = number_type(float, lambda n: n > 0, "positive number")
-non_negative_float = number_type(float, lambda n: n >= 0, "number >= 0")
-latency_ratio = number_type(float, lambda n: 1 <= n < math.inf, "finite number >= 1")
-finite_seconds = number_type(float, lambda n: 0 < n < math.inf, "finite positive number of seconds")
-
-# the options add_move_arguments declares, with their argparse types (checked again for call_command)
-MOVE_OPTION_TYPES = {"batch_size": positive_int, "limit": positive_int, "max_runtime": positive_float,
-                     "sleep": non_negative_float, "max_latency_ratio": latency_ratio,
-                     "max_replica_lag": finite_seconds}
+positive_int = OPTIONS["batch_size"].argparse_type()
+positive_float = OPTIONS["max_runtime"].argparse_type()
+non_negative_float = OPTIONS["sleep"].argparse_type()
+latency_ratio = OPTIONS["max_latency_ratio"].argparse_type()
+finite_seconds = OPTIONS["max_replica_lag"].argparse_type()
 
 
 # --- resolving arguments ----------------------------------------------------------------------
@@ -110,6 +96,31 @@ def require_tiers_reachable(models: Iterable[TieredModel]) -> None:
             raise CommandError(one_line(exc)) from None
 
 
+REPAIRS = "nothing is lost: the next run repairs what this one left"
+
+
+def unanswering_tier(note: str = "") -> CommandError | None:
+    """A CommandError naming the first tier that does not answer on a fresh connection, or None."""
+    for role, alias in (("hot", tiering_settings.HOT), ("cold", tiering_settings.COLD)):
+        try:
+            connections[alias].close()
+        except Exception:  # a dead connection may fail to close: it is dropped all the same
+            pass
+        try:
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception as down:  # any driver error: that tier is away
+            return CommandError(f"The {role} database (alias {alias!r}) does not answer: {one_line(down)}"
+                                + (f"; {note}" if note else ""))
+    return None
+
+
+def database_error(exc: BaseException, note: str = REPAIRS) -> CommandError:
+    """A database error met mid-command as one line, naming the tier that does not answer (each is asked
+    again on a fresh connection); ``note``: what it means for the data."""
+    return unanswering_tier(note) or CommandError(f"{type(exc).__name__}: {one_line(exc)}")
+
+
 def check_lock(tiered: TieredModel, direction: str) -> None:
     """CommandError if a live run holds the model+direction lock, before anything is written.
 
@@ -140,8 +151,18 @@ class MoveCommand(BaseCommand):
         return work
 
     def handle(self, *args: Any, **options: Any) -> None:
-        """Resolve, check, plan, dry run or confirm, run, report."""
+        """Resolve, check, plan, dry run or confirm, run, report: then what the arguments asked for and did
+        not get (``self.unmet``, filled by the subclass) fails the command in one line."""
         self.verbosity = options["verbosity"]
+        self.unmet: list[str] = []
+        try:
+            self.move_all(options)
+        except DatabaseError as exc:  # a tier died between the engine's steps, or before the run existed
+            raise database_error(exc) from None
+        if self.unmet:
+            raise CommandError("Not all of the request was met: " + "; ".join(self.unmet))
+
+    def move_all(self, options: dict) -> None:
         work = self.selections(options)
         require_tiers_reachable([tiered for tiered, _ in work])
         work = self.pending(work, options)
@@ -202,16 +223,10 @@ class MoveCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         """Check the move options first: ``call_command(..., batch_size=0)`` skips argparse's types, and must
         fail the same one-line way before anything moves."""
-        for name, kind in MOVE_OPTION_TYPES.items():
-            value = options.get(name)
-            if value is None:
-                continue
-            try:
-                if isinstance(value, bool):
-                    raise TypeError(value)
-                kind(value)
-            except (TypeError, ValueError):
-                raise CommandError(f"--{name.replace('_', '-')} must be a {kind.__name__}, not {value!r}.") from None
+        try:
+            options.update({k: v for k, v in check_options(options).items() if v is not None})
+        except ArgumentError as exc:
+            raise CommandError(str(exc)) from None
         if options.get("max_replica_lag") is not None and not throttle.settings()["REPLICA"]:
             raise CommandError("--max-replica-lag needs the replica's alias in TIERING['THROTTLE']['REPLICA'].")
         return super().execute(*args, **options)

@@ -13,6 +13,7 @@ from .. import schema
 from ..conf import tiering_settings
 from ..models import BatchState, Direction, MigrationBatch
 from ..signals import batch_done
+from ..text import one_line
 from . import ledger, locks, repair, restore, throttle
 
 logger = logging.getLogger("tiering.mover")
@@ -165,5 +166,6 @@ def fail_batch(ctx, batch: MigrationBatch, exc: BaseException) -> None:
         state = BatchState.VERIFIED
     try:
         ledger.set_state(batch, state=state, error=error, finished_at=timezone.now())
-    except Exception:
-        logger.exception("run %s: could not record the failure of batch %s", ctx.run.pk, batch.seq)
+    except Exception as unrecorded:  # hot is away: the repair of the next run settles the batch
+        logger.error("run %s: could not record the failure of batch %s: %s", ctx.run.pk, batch.seq,
+                     one_line(unrecorded))

@@ -1,8 +1,9 @@
 """One lock per model and direction (a ``TierLock`` row in hot), owned by a run; stale locks are taken over.
 
-A lock is stale when its heartbeat is older than ``LOCK_STALE_SECONDS`` or
-its owner is a dead process on this host. Parallel range workers of one run
-share the run's lock.
+A lock is stale when its heartbeat is older than ``LOCK_STALE_SECONDS``, its
+owner is a dead process on this host, or this process gave its run up
+(``abandon``: the run failed while hot was away, so nothing could close it).
+Parallel range workers of one run share the run's lock.
 """
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ from ..models import MigrationRun, TierLock
 from ..registry import TieredModel
 
 logger = logging.getLogger("tiering.mover")
+
+# runs of this process that failed while the ledger was away: their locks are stale though the process lives
+_abandoned: set[int] = set()
+
+
+def abandon(run: MigrationRun) -> None:
+    """This process gave ``run`` up without closing it (hot did not answer): its lock may be taken over."""
+    _abandoned.add(run.pk)
 
 
 def owner() -> str:
@@ -69,6 +78,8 @@ def acquire(tiered: TieredModel, direction: str, run: MigrationRun) -> None:
 
 
 def is_stale(lock: TierLock) -> bool:
+    if lock.run_id in _abandoned:
+        return True
     if (timezone.now() - lock.heartbeat_at).total_seconds() > tiering_settings.LOCK_STALE_SECONDS:
         return True
     host, _, pid = lock.owner.rpartition(":")

@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import DatabaseError
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from .. import backends, relations, schema
+from .. import arguments, backends, relations, schema
 from ..conf import tiering_settings
 from ..exceptions import LockHeld, MoveError
 from ..models import Direction, MigrationBatch, MigrationRun, RunState, TierLock
 from ..registry import TieredModel
 from ..signals import run_failed, run_finished
+from ..text import one_line
 from . import batch, hashing, locks, paths, repair, restore, throttle
 from .context import MoveContext
 from .selection import Selection
@@ -65,6 +67,7 @@ def move(
     """
     selection = Selection(pks, where, all_rows, key_range)
     selection.check(direction, limit, batch_size)
+    arguments.check_options({"max_runtime": max_runtime, "sleep": sleep or None})  # finite, before any run
     relations.refuse_cross_tier_q(tiered.model, selection.q())
     path_class = choose_path(path)  # refuses tiers that are the same tables before anything is written
     joined = run is not None
@@ -88,11 +91,20 @@ def move(
             restore.refresh_hold_stats(ctx)  # not on promote's way: a read that promotes must stay cheap
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
-        logger.exception("run %s (%s %s) failed: %s", run.pk, tiered.label, direction, message)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not joined:
-            finish_run(run, RunState.FAILED, message, exc=exc)
-        else:
-            MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run.pk).update(error=message)
+        # a database that went away is one line; anything else keeps its traceback for the operator
+        logger.error("run %s (%s %s) failed: %s", run.pk, tiered.label, direction, one_line(message),
+                     exc_info=not isinstance(exc, (DatabaseError, MoveError)))
+        try:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not joined:
+                finish_run(run, RunState.FAILED, message, exc=exc)
+            else:
+                MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run.pk).update(error=message)
+        except Exception as unrecorded:  # the ledger's database (hot) is away: the next run's repair records it
+            locks.abandon(run)
+            logger.error("run %s: the failure could not be recorded: %s", run.pk, one_line(unrecorded))
+            raise MoveError(f"the hot database (alias {tiering_settings.HOT!r}) did not answer to record the "
+                            f"failure ({type(unrecorded).__name__}: {one_line(unrecorded)}); nothing is lost: the "
+                            f"next run repairs it. Cause: {type(exc).__name__}: {one_line(exc)}", run) from exc
         if isinstance(exc, MoveError) and exc.run is None:
             exc.run = run
         if isinstance(exc, Exception) and not isinstance(exc, MoveError):

@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+from django.utils.connection import ConnectionDoesNotExist
 
 from tiering import overdue, schema
 from tiering.analysis import analyze_all, keys_in_both, report
 from tiering.conf import tiering_settings
+from tiering.management.base import database_error, unanswering_tier
 from tiering.registry import registry
 from tiering.text import human_bytes
 
@@ -41,6 +44,17 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not labels and not len(registry):
             raise CommandError("No tiered models: declare 'class Tiering' with a policy on a model.")
+        try:
+            unreachable = unanswering_tier()
+            if unreachable:
+                raise unreachable
+            self.analyze(labels, format, verbosity, options)
+        except ConnectionDoesNotExist as exc:
+            raise CommandError(f"TIERING names a database alias that DATABASES lacks: {exc}") from None
+        except DatabaseError as exc:  # one line, as migrate_cold and restore_hot say it
+            raise database_error(exc, note="") from None
+
+    def analyze(self, labels: list[str] | None, format: str, verbosity: int, options: dict) -> None:
         figures = analyze_all(labels)
         document = report(figures)
         if format == "json":

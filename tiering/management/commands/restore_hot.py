@@ -4,11 +4,13 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 
 from tiering.conf import tiering_settings
-from tiering.exceptions import FilterError
+from tiering.exceptions import ArgumentError
 from tiering.filters import parse_filters, parse_pks
 from tiering.management.base import MoveCommand, positive_int, resolve_models
 from tiering.models import Direction, MigrationRun
-from tiering.move import undo
+from tiering.move import keys, undo
+
+SHOWN_KEYS = 20  # keys named in one message; the count says how many more
 
 
 class Command(MoveCommand):
@@ -46,7 +48,7 @@ class Command(MoveCommand):
                 return [(tiered, {"pks": parse_pks(tiered, options["pks"])})]
             if options["filters"]:
                 return [(tiered, {"where": parse_filters(tiered, options["filters"])})]
-        except FilterError as exc:
+        except ArgumentError as exc:
             raise CommandError(str(exc)) from None
         if options["all_rows"]:
             return [(tiered, {"all_rows": True})]
@@ -64,7 +66,30 @@ class Command(MoveCommand):
             raise CommandError(str(exc)) from None
         if label and resolve_models([label])[0] is not tiered:
             raise CommandError(f"Run {run_id} moved {tiered.label}, not {label}.")
-        keys = undo.keys(run)
-        if not keys:
+        undone = undo.keys(run)
+        if not undone:
             raise CommandError(f"Run {run_id} moved no row that is still cold because of it: nothing to undo.")
-        return tiered, {"pks": keys, "record": {"undo_run": run.pk}}
+        return tiered, {"pks": undone, "record": {"undo_run": run.pk}}
+
+    def pending(self, work: list[tuple], options: dict) -> list[tuple]:
+        """Keys asked for by ``--pk``: those already hot are said, those in neither tier are unmet (the
+        command fails once the others are restored)."""
+        [(tiered, selection)] = work
+        if selection.get("pks") is None:
+            return work
+        asked = list(dict.fromkeys(selection["pks"]))
+        hot, cold = (keys.present(tiered.model, alias, asked) for alias in (tiering_settings.HOT,
+                                                                              tiering_settings.COLD))
+        already = [pk for pk in asked if pk in hot and pk not in cold]
+        if already:
+            self.log(f"{tiered.label}: {_keys(already)} already hot.")
+        missing = [pk for pk in asked if pk not in hot and pk not in cold]
+        if missing:
+            self.unmet.append(f"{tiered.label}: {_keys(missing)} in neither tier")
+        return work
+
+
+def _keys(pks: list) -> str:
+    shown = ", ".join(str(pk) for pk in pks[:SHOWN_KEYS])
+    more = f" and {len(pks) - SHOWN_KEYS} more" if len(pks) > SHOWN_KEYS else ""
+    return f"{len(pks)} key{'s' if len(pks) != 1 else ''} ({shown}{more}) {'are' if len(pks) != 1 else 'is'}"
