@@ -155,15 +155,29 @@ def gate(tiered: TieredModel) -> None:
         _signatures[(*aliases(), tiered.label)] = before
 
 
+def gate_answering(tiered: TieredModel) -> None:
+    """The gate before a run, passed when a tier does not answer: that is no drift, and the run then fails
+    on the tier with its own error, recorded in the ledger (as a copy would)."""
+    try:
+        gate(tiered)
+    except DatabaseError:
+        pass
+
+
 def recheck(tiered: TieredModel) -> None:
     """Before a batch: the full gate again only if a migration changed on a tier since the last gate.
-    Nothing when this process never gated the model (a promote on the read path)."""
+    Nothing when this process never gated the model (a promote on the read path), nor when a tier does not
+    answer: the batch then fails on it with its own error, in the ledger."""
     key = (*aliases(), tiered.label)
     known = _signatures.get(key)
     if known is None:
         return
-    if signature() != known:
-        gate(tiered)
+    try:
+        changed = signature() != known
+    except DatabaseError:
+        return
+    if changed:
+        gate_answering(tiered)
 
 
 def drift_lines(tiered: TieredModel) -> list[tuple[str, str]]:

@@ -80,7 +80,7 @@ def move(
             now, described["resumes"] = resumes.cutoff, resumes.pk
         run = start_run(tiered, direction, trigger=trigger, now=now, selection=described)
     else:
-        schema.gate(tiered)
+        schema.gate_answering(tiered)
         locks.acquire(tiered, direction, run)
     ctx = MoveContext(tiered, direction, run, run.cutoff or now or timezone.now(), selection.q())
     limits = throttle.Limits.from_settings(max_latency_ratio, max_replica_lag)
@@ -186,7 +186,7 @@ def start_run(tiered: TieredModel, direction: str, *, trigger: str, selection: d
               now: datetime | None = None) -> MigrationRun:
     """Create the run, take the model+direction lock and repair earlier half-done batches."""
     backends.refuse_same_tables(tiering_settings.HOT, tiering_settings.COLD)
-    schema.gate(tiered)  # refuses drifted tables before the ledger records anything
+    schema.gate_answering(tiered)  # refuses drifted tables before the ledger records anything
     now = now or timezone.now()
     run = _create_run(tiered, direction, trigger, now, selection)
     try:
