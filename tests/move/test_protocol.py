@@ -33,7 +33,7 @@ from tiering.signals import batch_done, run_finished
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]  # and the mixed pair: SQLite hot, PostgreSQL cold
 
 
 def test_round_trip_is_identical(tiers, path):

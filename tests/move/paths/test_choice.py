@@ -15,7 +15,7 @@ from tiering.move.paths.orm import OrmPath
 from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]
 
 
 class CountingOrmPath(OrmPath):
