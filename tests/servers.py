@@ -145,16 +145,17 @@ def ensure_mariadb(name: str = "mariadb") -> Server:
         shutil.chown(my_dir, "mysql")
     try:
         if not (data / "mysql").exists():
-            subprocess.run([install, "--no-defaults", *user, f"--datadir={data}", "--auth-root-authentication-method=normal",
-                            "--skip-test-db"], check=True, capture_output=True, text=True)
-        log = open(my_dir / "log", "ab")
-        subprocess.Popen(
-            [server, "--no-defaults", *user, f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
-             f"--socket={my_dir}/mysqld.sock", f"--pid-file={my_dir}/mysqld.pid", "--local-infile=1",
-             "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=256M",
-             "--innodb-log-file-size=256M", "--max-connections=300", "--character-set-server=utf8mb4",
-             "--collation-server=utf8mb4_bin", "--max-allowed-packet=256M"],
-            stdout=log, stderr=log, start_new_session=True)
+            subprocess.run([install, "--no-defaults", *user, f"--datadir={data}",
+                            "--auth-root-authentication-method=normal", "--skip-test-db"],
+                           check=True, capture_output=True, text=True)
+        with open(my_dir / "log", "ab") as log:
+            subprocess.Popen(
+                [server, "--no-defaults", *user, f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
+                 f"--socket={my_dir}/mysqld.sock", f"--pid-file={my_dir}/mysqld.pid", "--local-infile=1",
+                 "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=256M",
+                 "--innodb-log-file-size=256M", "--max-connections=300", "--character-set-server=utf8mb4",
+                 "--collation-server=utf8mb4_bin", "--max-allowed-packet=256M"],
+                stdout=log, stderr=log, start_new_session=True)
     except (subprocess.CalledProcessError, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         return Server(None, f"MariaDB could not start: {detail.strip()[-500:]}")

@@ -2,8 +2,8 @@
 
 Aliases: ``default``/``cold`` are the SQLite pair, ``standin`` a vendor tiering does not know,
 ``pg_hot``/``pg_cold`` the PostgreSQL pair, ``pg_hot``/``pg_cold_schema`` PostgreSQL with cold as a schema
-of the hot database, ``default``/``pg_cold`` hot in SQLite and cold in PostgreSQL, ``my_hot``/``my_cold`` two MariaDB servers,
-``my_hot``/``my_cold_db`` two databases of one MariaDB server.
+of the hot database, ``default``/``pg_cold`` hot in SQLite and cold in PostgreSQL, ``my_hot``/``my_cold``
+two MariaDB servers, ``my_hot``/``my_cold_db`` two databases of one MariaDB server.
 The ``tiers`` fixture points TIERING at one pair per test.
 Subprocesses started by tests (crash tests, Celery workers) import these
 settings with HOTCOLD_TEST_SUBPROCESS=1 and open the test databases directly.
@@ -53,7 +53,7 @@ if PG.url:
                                    "OPTIONS": {"options": f"-c search_path={COLD_SCHEMA}"}}
 
 # MariaDB: hot and cold_db on one server, cold on a second one. The test databases sort text by code point
-# (utf8mb4_bin), as the merged read path does; tiering's check W0xx asks users for the same.
+# (utf8mb4_bin), as the merged read path does; tiering's check E018 asks users for the same.
 MY = servers.ensure_mariadb()
 MY2 = servers.ensure_mariadb("mariadb2") if MY.url else MY
 MY_SKIP_REASON = MY.reason or MY2.reason

@@ -22,7 +22,7 @@ from tiering.signals import batch_done
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]  # and the mixed pair: SQLite hot, PostgreSQL cold
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]  # + mixed, MariaDB
 
 N = 3000
 
