@@ -16,7 +16,7 @@ PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold"), "pg
          # two MariaDB servers (the mysql_bulk path); two databases of one MariaDB server (mysql_insert)
          "mariadb": ("my_hot", "my_cold"), "mariadb_db": ("my_hot", "my_cold_db")}
 # the pairs every ``tiers`` test runs on; a module names others (the mixed pair) in ``TIER_PAIRS``
-DEFAULT_PAIRS = ["sqlite", "postgresql", "pg_schema"]
+DEFAULT_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb"]
 
 
 @dataclass(frozen=True)
