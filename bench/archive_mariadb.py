@@ -107,7 +107,8 @@ def fill(port: int, db: str, n: int) -> int:
         cur.execute(f"INSERT INTO orders_order (id, customer_id, created_at, status, total, note) "
                     f"SELECT seq, 1 + MOD(seq, {CUSTOMERS}), "
                     f"%s + INTERVAL (seq * {SPAN_DAYS} * 86400 DIV {n}) SECOND, "
-                    "ELT(1 + MOD(seq, 4), 'new', 'paid', 'shipped', 'cancelled'), ROUND(MOD(seq, 50000) / 100.0 + 1, 2), "
+                    "ELT(1 + MOD(seq, 4), 'new', 'paid', 'shipped', 'cancelled'), "
+                    "ROUND(MOD(seq, 50000) / 100.0 + 1, 2), "
                     f"IF(MOD(seq, 10) = 0, NULL, CONCAT('order note ', seq)) FROM seq_1_to_{n}", [start])
         cur.execute("INSERT INTO orders_orderline (order_id, sku, quantity, price) "
                     "SELECT o.id, CONCAT('SKU-', (o.id * 7 + k.seq) % 100000), 1 + (o.id + k.seq) % 5, "

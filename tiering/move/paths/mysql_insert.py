@@ -20,6 +20,17 @@ from .base import BatchResult, temp_table_name
 from .one_connection import OneConnectionPath, Statements
 
 
+class MySQLStatements(Statements):
+    def deletes(self, parent, children, where):
+        """Multi-table DELETEs joined to the keys: MariaDB before 11.1 runs a single-table DELETE's
+        ``IN (SELECT ...)`` once per row of the whole table."""
+        sql, params = where
+        keys = f"JOIN {self.keys} AS tiering_k ON tiering_k.pk = "
+        return ([(f"DELETE {c.table} FROM {self.src}{c.table} {keys}{c.table}.{fk}", None) for c, fk in children],
+                (f"DELETE {parent.table} FROM {self.src}{parent.table} {keys}{parent.table}.{parent.pk} "
+                 f"WHERE ({sql})", params))
+
+
 def source_bytes(t) -> str:
     """The payload bytes of the source rows ``s``: the sum of their values' lengths."""
     return "COALESCE(SUM(" + " + ".join(f"COALESCE(LENGTH(s.{c}), 0)" for c in t.cols) + "), 0)"
@@ -41,7 +52,7 @@ class MySQLInsertPath(OneConnectionPath):
         table = ctx.model._meta.db_table
         self.keys = temp_table_name(ctx.source, "tiering_keys", table)
         self.bad = temp_table_name(ctx.source, "tiering_bad", table)
-        self.sql = Statements(src=f"{qn(self.databases[0])}.", dst=f"{qn(self.databases[1])}.", keys=self.keys,
+        self.sql = MySQLStatements(src=f"{qn(self.databases[0])}.", dst=f"{qn(self.databases[1])}.", keys=self.keys,
                               bad=self.bad, in_batch=f"IN (SELECT pk FROM {self.keys})", same="<=>",
                               source_bytes=source_bytes,
                               keep_existing=lambda table, pk: f"ON DUPLICATE KEY UPDATE {table}.{pk} = {table}.{pk}",
