@@ -247,8 +247,10 @@ def report(backend: str, sizes: list[int], methods: list[str], results: dict) ->
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, action="append", help="Orders to build (repeatable); default 100000.")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--method", action="append", choices=METHODS, help="Methods to run; default all.")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both", "mariadb"], default="both",
+                        help="both: sqlite and postgresql; mariadb: bench/archive_mariadb.py (with pt-archiver)")
+    parser.add_argument("--method", action="append", choices=METHODS + ("pt", "pt-bulk"),
+                        help="Methods to run; default all (pt, pt-bulk: pt-archiver, --backend mariadb only).")
     parser.add_argument("--naive-seconds", type=float, default=60.0,
                         help="Time box of the naive loop (it is slow; its rate is measured on what it moved).")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
@@ -274,6 +276,11 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
     sizes = sorted(set(args.rows or [100_000]))
+    if args.backend == "mariadb":
+        from bench import archive_mariadb
+
+        archive_mariadb.main(sizes, args.method or [], args.naive_seconds, args.repeat)
+        return
     methods = [m for m in METHODS if m in (args.method or METHODS)]
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     print(f"archive bench: sizes {sizes}, backends {backends}, methods {methods}, "

@@ -143,7 +143,39 @@ def _split(backend: str, full: Pair, pair: Pair) -> None:
                 conn.execute("VACUUM ANALYZE")
 
 
+def run_mariadb(rows: int, rounds: int) -> dict:
+    """run_backend on two databases of the MariaDB test server (bench/archive_mariadb.py's helpers)."""
+    import subprocess
+
+    from bench import archive_mariadb as my
+
+    port = my.server()
+    base = my.template(port)
+    full = my.clone(port, base, "read_all")
+    print(f"[mariadb] building {rows:,} orders ...", flush=True)
+    my.fill(port, full[0], rows)
+    tiered = my.clone(port, (full[0], full[0]), "read_split")
+    for name, op in zip(tiered, ("<", ">=")):
+        my.execute(port, f"DELETE l FROM orders_orderline l JOIN orders_order o ON o.id = l.order_id "
+                         f"WHERE o.created_at {op} UTC_TIMESTAMP() - INTERVAL 90 DAY",
+                   f"DELETE FROM orders_order WHERE created_at {op} UTC_TIMESTAMP() - INTERVAL 90 DAY",
+                   *(["DELETE FROM accounts_customer"] if op == ">=" else []),
+                   "ANALYZE TABLE orders_order, orders_orderline", db=name)
+    env = {**my.env(port, *tiered), "BENCH_ALL_URL": f"mysql://root@127.0.0.1:{port}/{full[0]}",
+           "DJANGO_SETTINGS_MODULE": "bench.read_settings"}
+    done = subprocess.run([sys.executable, "-m", "bench.read_path", "--measure", "--rounds", str(rounds)],
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    for pair in (base, full, tiered):
+        my.drop(port, pair)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_backend(backend: str, rows: int, rounds: int) -> dict:
+    if backend == "mariadb":
+        return run_mariadb(rows, rounds)
     template = schema_template(backend)
     full = clone(template, "read_all")
     print(f"[{backend}] building {rows:,} orders ...", flush=True)
@@ -183,7 +215,7 @@ def report(backend: str, rows: int, r: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="orders (default 1,000,000; 100000 is quick)")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both", "mariadb"], default="both")
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds per measure (median)")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

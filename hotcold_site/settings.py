@@ -26,6 +26,7 @@ def env_bool(name: str, default: bool) -> bool:
 PROMETHEUS_ENGINES = {
     "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
     "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.mysql": "django_prometheus.db.backends.mysql",
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian packages the test suite uses: PostgreSQL and Redis servers (started by
+# Debian packages the test suite uses: PostgreSQL, MariaDB and Redis servers (started by
 # the tests on loopback), Chromium and its driver (the browser test), and the
 # venv module with pip (scripts/bootstrap.sh; tests/test_wheel.py makes a fresh virtualenv).
 set -euo pipefail
@@ -7,6 +7,9 @@ need=()
 "${PYTHON:-python3}" -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v mariadb-install-db >/dev/null || need+=(mariadb-server)
+pkg-config --exists libmariadb 2>/dev/null || need+=(libmariadb-dev pkg-config gcc)  # mysqlclient builds on it
+command -v pt-archiver >/dev/null || need+=(percona-toolkit)  # bench/archive.py --backend mariadb
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: system packages, virtualenv, the linter, pytest.
-# PostgreSQL and Redis are started on loopback by the tests themselves (tests/servers.py); the ones this run
+# PostgreSQL, MariaDB and Redis are started on loopback by the tests themselves (tests/servers.py); the ones this run
 # started are stopped when it ends, and servers that were already running are left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ scripts/bootstrap.sh test
 before=" $(.venv/bin/python -m tests.servers running) "
 stop_started() {
     local started=()
-    for name in postgres redis pg-replica; do
+    for name in postgres redis pg-replica mariadb mariadb2; do
         [[ "$before" == *" $name "* ]] || started+=("$name")
     done
     [ ${#started[@]} -eq 0 ] || .venv/bin/python -m tests.servers stop "${started[@]}"

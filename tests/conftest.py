@@ -13,9 +13,11 @@ from django.db import connections
 # "pg_schema": cold as a schema of the hot PostgreSQL database (the mover's pg_insert path); "sqlite_pg": hot
 # in SQLite, cold in PostgreSQL, a pair of two vendors that only the portable orm path moves between
 PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold"), "pg_schema": ("pg_hot", "pg_cold_schema"),
-         "sqlite_pg": ("default", "pg_cold")}
+         "sqlite_pg": ("default", "pg_cold"),
+         # two MariaDB servers (the mysql_bulk path); two databases of one MariaDB server (mysql_insert)
+         "mariadb": ("my_hot", "my_cold"), "mariadb_db": ("my_hot", "my_cold_db")}
 # the pairs every ``tiers`` test runs on; a module names others (the mixed pair) in ``TIER_PAIRS``
-DEFAULT_PAIRS = ["sqlite", "postgresql", "pg_schema"]
+DEFAULT_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ def tiers(request, settings):
     backend = request.param
     hot, cold = PAIRS[backend]
     if hot not in django_settings.DATABASES or cold not in django_settings.DATABASES:
-        pytest.skip(f"PostgreSQL unavailable: {django_settings.PG_SKIP_REASON}")
+        reason = django_settings.MY_SKIP_REASON if backend.startswith("mariadb") else django_settings.PG_SKIP_REASON
+        pytest.skip(f"{'MariaDB' if backend.startswith('mariadb') else 'PostgreSQL'} unavailable: {reason}")
     settings.TIERING = {**django_settings.TIERING, "HOT": hot, "COLD": cold}
     from tiering.access import tracker
 

@@ -1,4 +1,4 @@
-"""Start throwaway PostgreSQL and Redis servers on loopback for the tests.
+"""Start throwaway PostgreSQL, MariaDB and Redis servers on loopback for the tests.
 
 The servers are reused by later test runs on the same machine (their data
 lives under ``/tmp/hotcold-servers``); ``python -m tests.servers running``
@@ -7,7 +7,9 @@ stops them (both by default); scripts/test.sh stops the ones its run
 started. PostgreSQL refuses to run as root, so as root the cluster is created
 and started as the ``postgres`` user with a data directory that user owns.
 The cluster uses the C collation so that text sorts by code point in both
-tiers, as the merged read path compares text.
+tiers, as the merged read path compares text. Two MariaDB servers (``mariadb``
+and ``mariadb2``, run as the ``mysql`` user) give the two-server pair; their
+test databases are created with the utf8mb4_bin collation for the same reason.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ ROOT = Path(os.environ.get("HOTCOLD_SERVERS_DIR", "/tmp/hotcold-servers"))
 PG_PORT = int(os.environ.get("HOTCOLD_PG_PORT", 55432))
 REDIS_PORT = int(os.environ.get("HOTCOLD_REDIS_PORT", 56379))
 PG_REPLICA_PORT = int(os.environ.get("HOTCOLD_PG_REPLICA_PORT", 55433))
+MARIADB_PORTS = {"mariadb": int(os.environ.get("HOTCOLD_MARIADB_PORT", 53306)),
+                 "mariadb2": int(os.environ.get("HOTCOLD_MARIADB2_PORT", 53307))}
 
 
 @dataclass
@@ -200,12 +204,50 @@ class ThrowawayPostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-SERVERS = ("postgres", "redis", "pg-replica")
+def ensure_mariadb(name: str = "mariadb") -> Server:
+    """A MariaDB server on 127.0.0.1 (root without a password over TCP), its datadir under ``ROOT/name``."""
+    port = MARIADB_PORTS[name]
+    url = f"mysql://root@127.0.0.1:{port}/mysql"
+    if _port_open(port):
+        return Server(url)
+    server, install = shutil.which("mariadbd") or "/usr/sbin/mariadbd", shutil.which("mariadb-install-db")
+    if not os.path.exists(server) or install is None:
+        return Server(None, "MariaDB server binaries not found (apt-get install -y mariadb-server)")
+    my_dir = ROOT / name
+    data = my_dir / "data"
+    my_dir.mkdir(parents=True, exist_ok=True)
+    user = ["--user=mysql"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(my_dir, "mysql")
+    try:
+        if not (data / "mysql").exists():
+            subprocess.run([install, "--no-defaults", *user, f"--datadir={data}",
+                            "--auth-root-authentication-method=normal", "--skip-test-db"],
+                           check=True, capture_output=True, text=True)
+        with open(my_dir / "log", "ab") as log:
+            subprocess.Popen(
+                [server, "--no-defaults", *user, f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
+                 f"--socket={my_dir}/mysqld.sock", f"--pid-file={my_dir}/mysqld.pid", "--local-infile=1",
+                 "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=256M",
+                 "--innodb-log-file-size=256M", "--max-connections=300", "--character-set-server=utf8mb4",
+                 "--collation-server=utf8mb4_bin", "--max-allowed-packet=256M"],
+                stdout=log, stderr=log, start_new_session=True)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        return Server(None, f"MariaDB could not start: {detail.strip()[-500:]}")
+    for _ in range(300):
+        if _port_open(port):
+            return Server(url)
+        time.sleep(0.1)
+    return Server(None, f"MariaDB did not listen on 127.0.0.1:{port} (see {my_dir}/log)")
+
+
+SERVERS = ("postgres", "redis", "pg-replica", "mariadb", "mariadb2")
 
 
 def running() -> list[str]:
     """The servers listening on their ports now."""
-    ports = {"postgres": PG_PORT, "redis": REDIS_PORT, "pg-replica": PG_REPLICA_PORT}
+    ports = {"postgres": PG_PORT, "redis": REDIS_PORT, "pg-replica": PG_REPLICA_PORT, **MARIADB_PORTS}
     return [name for name in SERVERS if _port_open(ports[name])]
 
 
@@ -222,6 +264,10 @@ def stop(names: tuple[str, ...] = SERVERS) -> None:
     pidfile = ROOT / "redis" / "redis.pid"
     if "redis" in names and "redis" in up and pidfile.exists():
         subprocess.run(["kill", pidfile.read_text().strip()], check=False)
+    for name in MARIADB_PORTS:
+        pidfile = ROOT / name / "mysqld.pid"
+        if name in names and name in up and pidfile.exists():
+            subprocess.run(["kill", pidfile.read_text().strip()], check=False)
 
 
 if __name__ == "__main__":
@@ -231,6 +277,6 @@ if __name__ == "__main__":
     elif command == "running" and not names:
         print(" ".join(running()))
     elif not command:
-        print(ensure_postgres(), ensure_redis())
+        print(ensure_postgres(), ensure_redis(), ensure_mariadb(), ensure_mariadb("mariadb2"))
     else:
-        sys.exit("usage: python -m tests.servers [running | stop [postgres] [redis] [pg-replica]]")
+        sys.exit("usage: python -m tests.servers [running | stop [postgres] [redis] [pg-replica] [mariadb] [mariadb2]]")

@@ -2,7 +2,8 @@
 
 Aliases: ``default``/``cold`` are the SQLite pair, ``standin`` a vendor tiering does not know,
 ``pg_hot``/``pg_cold`` the PostgreSQL pair, ``pg_hot``/``pg_cold_schema`` PostgreSQL with cold as a schema
-of the hot database, ``default``/``pg_cold`` hot in SQLite and cold in PostgreSQL.
+of the hot database, ``default``/``pg_cold`` hot in SQLite and cold in PostgreSQL, ``my_hot``/``my_cold``
+two MariaDB servers, ``my_hot``/``my_cold_db`` two databases of one MariaDB server.
 The ``tiers`` fixture points TIERING at one pair per test.
 Subprocesses started by tests (crash tests, Celery workers) import these
 settings with HOTCOLD_TEST_SUBPROCESS=1 and open the test databases directly.
@@ -59,6 +60,22 @@ if PG.url:
     if os.environ.get("HOTCOLD_TEST_PG_HOT_PORT"):  # a throwaway server as the hot tier (tests/move/test_hot_dies.py)
         DATABASES["pg_hot"]["PORT"] = os.environ["HOTCOLD_TEST_PG_HOT_PORT"]
 
+# MariaDB: hot and cold_db on one server, cold on a second one. The test databases sort text by code point
+# (utf8mb4_bin), as the merged read path does; tiering's check E018 asks users for the same.
+MY = servers.ensure_mariadb()
+MY2 = servers.ensure_mariadb("mariadb2") if MY.url else MY
+MY_SKIP_REASON = MY.reason or MY2.reason
+if MY.url and MY2.url:
+    for alias, server, name in (("my_hot", MY, "hotcold_hot"), ("my_cold_db", MY, "hotcold_cold"),
+                                ("my_cold", MY2, "hotcold_cold")):
+        db = dj_database_url.parse(server.url.rsplit("/", 1)[0] + f"/{name}")
+        db["ENGINE"] = PROMETHEUS_ENGINES.get(db["ENGINE"], db["ENGINE"])
+        db["OPTIONS"] = {"charset": "utf8mb4", "local_infile": 1}
+        db["TEST"] = {"NAME": f"test_{name}_{RUN_ID}", "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"}
+        if SUBPROCESS:
+            db["NAME"] = db["TEST"]["NAME"]
+        DATABASES[alias] = db
+
 REDIS = servers.ensure_redis()
 REDIS_SKIP_REASON = REDIS.reason
 if REDIS.url:
@@ -87,6 +104,10 @@ if TEST_PAIR == "postgresql":
     TIERING = {**TIERING, "HOT": "pg_hot", "COLD": "pg_cold"}
 elif TEST_PAIR == "pg_schema":
     TIERING = {**TIERING, "HOT": "pg_hot", "COLD": "pg_cold_schema"}
+elif TEST_PAIR == "mariadb":
+    TIERING = {**TIERING, "HOT": "my_hot", "COLD": "my_cold"}
+elif TEST_PAIR == "mariadb_db":
+    TIERING = {**TIERING, "HOT": "my_hot", "COLD": "my_cold_db"}
 elif TEST_PAIR == "sqlite_pg":
     TIERING = {**TIERING, "HOT": "default", "COLD": "pg_cold"}
 CELERY_TASK_DEFAULT_QUEUE = "-".join(filter(None, ["hotcold-tests", RUN_ID, TEST_PAIR]))

@@ -163,6 +163,8 @@ def _seed(tiers, start: int, n: int) -> None:
 
 
 def test_iterator_memory_stays_flat_as_rows_grow(tiers):
+    if tiers.vendor == "mysql":
+        pytest.skip("mysqlclient holds a whole result client-side: Django's iterator() does not stream on MySQL")
     _seed(tiers, 1, 2000)
     small = _peak(2000)
     _seed(tiers, 10_000, 6000)  # now 4x the rows

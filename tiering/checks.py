@@ -4,7 +4,8 @@ Ids: tiering.E0xx for errors (a configuration that would lose or hide rows,
 or cannot work), W0xx for settings that work but cost speed or leave a
 hazard (W002: a save that can duplicate a moved row; W003: an unknown key;
 W010, W011: a setting that asks for an optional package that is not installed; E018: tables or
-migrations of a tier that differ from the models).
+migrations of a tier that differ from the models; E019: TIERING['THROTTLE']; E020: a text column of a
+tiered model that MySQL/MariaDB sorts case- or accent-insensitively).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
-from django.db import models
+from django.db import connections, models
 
 from . import backends, extras
 from .conf import DEFAULTS, tiering_settings
@@ -406,3 +407,32 @@ def check_throttle(app_configs=None, **kwargs):
     return [checks.Error(f"TIERING['THROTTLE']{'' if p.startswith('[') else ' '}{p}.",
                          hint="See the README's THROTTLE settings; None turns a limit off.", id="tiering.E019")
             for p in problems]
+
+
+@checks.register(checks.Tags.database)
+def check_mysql_collations(app_configs=None, databases=None, registry: Iterable[TieredModel] | None = None,
+                           **kwargs):
+    """E020: on MySQL/MariaDB, the text columns of tiered models must sort by code point (a binary or
+    ``_bin`` collation), as the merge of both tiers compares in Python: MySQL's default collations compare
+    case- and accent-insensitively, so a merged page would interleave the tiers out of order and skip or
+    repeat rows. Asked of the tiers named in ``check --database``."""
+    errors = []
+    for alias in (tiering_settings.HOT, tiering_settings.COLD):
+        if not databases or alias not in databases or alias not in settings.DATABASES:
+            continue
+        if connections[alias].vendor != "mysql":
+            continue
+        for tiered in list(global_registry if registry is None else registry):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT column_name, collation_name FROM information_schema.columns WHERE "
+                               "table_schema = DATABASE() AND table_name = %s AND collation_name IS NOT NULL "
+                               "AND collation_name NOT LIKE %s", [tiered.model._meta.db_table, "%\\_bin"])
+                found = cursor.fetchall()
+            for column, collation in found:
+                errors.append(checks.Error(
+                    f"{tiered.label}.{column} in {alias!r} sorts with the collation {collation}, which compares "
+                    "text case- or accent-insensitively; the merged reads of both tiers compare text by code point.",
+                    hint="Give the field db_collation='utf8mb4_bin' (then makemigrations and migrate), or create "
+                         "the database with DEFAULT COLLATE utf8mb4_bin.",
+                    obj=tiered.model, id="tiering.E020"))
+    return errors

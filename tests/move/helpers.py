@@ -17,7 +17,8 @@ from django.utils import timezone
 from orders.models import Order, OrderLine, Payment
 
 # each tier pair's fast path (tests/conftest.py PAIRS); the mixed pair has none, only the portable orm path
-FAST_PATHS = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert", "sqlite_pg": "orm"}
+FAST_PATHS = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert", "sqlite_pg": "orm",
+              "mariadb": "mysql_bulk", "mariadb_db": "mysql_insert"}
 
 TABLES = (Order, OrderLine)
 
@@ -55,6 +56,10 @@ def seed_orders(alias: str, n: int, *, lines: int = 1, old: bool = True, start_p
             for table in ("orders_order", "orders_orderline"):
                 cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                f"(SELECT MAX(id) FROM {table}))")
+        elif conn.vendor == "mysql":
+            cursor.executemany(f"INSERT INTO orders_order ({o_cols}) VALUES (%s, %s, %s, %s, %s, %s)",
+                               [(r[0], r[1], r[2].replace(tzinfo=None), *r[3:]) for r in orders])
+            cursor.executemany(f"INSERT INTO orders_orderline ({l_cols}) VALUES (%s, %s, %s, %s, %s)", order_lines)
         else:
             raw = conn.connection  # autocommit: one explicit transaction for the whole seed
             raw.execute("BEGIN")

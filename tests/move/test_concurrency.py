@@ -22,7 +22,7 @@ from tiering.signals import batch_done
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]  # + mixed, MariaDB
 
 N = 3000
 
@@ -134,7 +134,10 @@ def test_cold_unreachable_mid_run_fails_cleanly_and_next_run_resumes(tiers, path
     # pg_insert moves a batch on the hot connection alone (cold is a schema of the same database):
     # there the cold tier goes away by losing its schema
     schema_gone = path == "pg_insert"
-    error = "ProgrammingError" if schema_gone else "OperationalError"
+    # mysql_insert likewise moves on the hot connection (cold is another database of the server): its table goes
+    table_gone = path == "mysql_insert"
+    error = "ProgrammingError" if schema_gone or table_gone else "OperationalError"
+    cold_db = connections[tiers.cold].settings_dict["NAME"]
 
     def break_cold(batch, **kwargs):
         seen.append(batch.seq)
@@ -143,6 +146,9 @@ def test_cold_unreachable_mid_run_fails_cleanly_and_next_run_resumes(tiers, path
             if schema_gone:
                 with connections[tiers.hot].cursor() as cursor:
                     cursor.execute("ALTER SCHEMA cold RENAME TO cold_gone")
+            elif table_gone:
+                with connections[tiers.hot].cursor() as cursor:
+                    cursor.execute(f"RENAME TABLE `{cold_db}`.orders_order TO `{cold_db}`.orders_order_gone")
             elif cold.vendor == "sqlite":
                 cold.settings_dict["NAME"] = "/nonexistent/dir/cold.sqlite3"
             else:
@@ -160,6 +166,9 @@ def test_cold_unreachable_mid_run_fails_cleanly_and_next_run_resumes(tiers, path
         if schema_gone and len(seen) >= 3:
             with connections[tiers.hot].cursor() as cursor:
                 cursor.execute("ALTER SCHEMA cold_gone RENAME TO cold")
+        if table_gone and len(seen) >= 3:
+            with connections[tiers.hot].cursor() as cursor:
+                cursor.execute(f"RENAME TABLE `{cold_db}`.orders_order_gone TO `{cold_db}`.orders_order")
     assert_failed_mid_run_and_the_next_run_finishes(tiers, path, info.value.run, before, error, moved=150, total=500)
 
 
@@ -167,8 +176,8 @@ def test_cold_turning_read_only_mid_run_fails_cleanly_and_next_run_resumes(tiers
     """After two batches the mover's own cold connection becomes read-only (a failover to a standby, a
     full disk remounted read-only): the run fails with the database's error, the batches done stay done,
     nothing else leaves hot, the ledger says what happened, and the next run finishes the job."""
-    if path == "pg_insert":
-        pytest.skip("pg_insert moves on the hot connection: one database cannot be read-only for one tier only")
+    if path in ("pg_insert", "mysql_insert"):
+        pytest.skip(f"{path} moves on the hot connection: one server cannot be read-only for one tier only")
     seed_orders(tiers.hot, 300, lines=2)
     before = content(snapshot(tiers.hot, tiers.cold))
     cold = connections[tiers.cold]
@@ -178,8 +187,8 @@ def test_cold_turning_read_only_mid_run_fails_cleanly_and_next_run_resumes(tiers
         seen.append(batch.seq)
         if len(seen) == 2:
             with cold.cursor() as cursor:  # every later transaction of this session is read-only
-                cursor.execute("PRAGMA query_only = ON" if cold.vendor == "sqlite"
-                               else "SET default_transaction_read_only = on")
+                cursor.execute({"sqlite": "PRAGMA query_only = ON", "mysql": "SET SESSION TRANSACTION READ ONLY"}.get(
+                    cold.vendor, "SET default_transaction_read_only = on"))
 
     batch_done.connect(cold_read_only, weak=False, dispatch_uid="cold_read_only")
     try:
@@ -188,7 +197,7 @@ def test_cold_turning_read_only_mid_run_fails_cleanly_and_next_run_resumes(tiers
     finally:
         batch_done.disconnect(dispatch_uid="cold_read_only")
         cold.close()  # the next connection is writable again
-    assert_failed_mid_run_and_the_next_run_finishes(tiers, path, info.value.run, before, "readonly|read-only",
+    assert_failed_mid_run_and_the_next_run_finishes(tiers, path, info.value.run, before, "readonly|read-only|READ ONLY",
                                                     moved=100, total=300)
 
 

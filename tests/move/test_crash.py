@@ -20,11 +20,13 @@ from tiering.registry import registry
 
 pytestmark = [pytest.mark.django_db(databases="__all__", transaction=True), pytest.mark.slow]
 
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]  # + mixed, MariaDB
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).resolve().parent / "crash_driver.py"
 ORDERS = 200_000
+# MariaDB: fewer orders than PostgreSQL (its snapshots are slower), enough that the timed kills land mid-way
+ORDERS_ON = {"mariadb": 100_000, "mariadb_db": 100_000}
 ROUNDS = 22
 STEPS = ["after_copy", "after_verify", "mid_delete", "after_delete_before_ledger"]
 
@@ -42,14 +44,15 @@ def start_driver(tiers, crash_at: str | None, batch_size: int, path: str,
 
 
 def test_sigkill_at_random_instants_then_rerun(tiers, path):
-    if path == "orm" and tiers.backend == "pg_schema":
+    if path == "orm" and tiers.backend in ("pg_schema", "mariadb_db"):
         pytest.skip("the orm path on one PostgreSQL server is the postgresql case's; this pair's own is pg_insert")
     rng = random.Random(5)
     t0 = time.monotonic()
-    seed_orders(tiers.hot, ORDERS, lines=1)
+    orders = ORDERS_ON.get(tiers.backend, ORDERS)
+    seed_orders(tiers.hot, orders, lines=1)
     seeded = time.monotonic() - t0
     before = content(snapshot(tiers.hot, tiers.cold))
-    assert len(before["orders_order"]) == ORDERS
+    assert len(before["orders_order"]) == orders
     kills, moved = 0, []
     for round_no in range(ROUNDS):
         # half the rounds die at a named step, the others at a random instant
@@ -75,7 +78,7 @@ def test_sigkill_at_random_instants_then_rerun(tiers, path):
         assert content(snap) == before, f"round {round_no} ({crash_at or 'timed kill'}): content changed"
         moved.append(sum(1 for tier, _ in snap["orders_order"].values() if tier == "cold"))
     assert kills >= 20
-    assert 0 < moved[-1] < ORDERS, f"the kills should land mid-way: orders in cold per round {moved}"
+    assert 0 < moved[-1] < orders, f"the kills should land mid-way: orders in cold per round {moved}"
     proc = start_driver(tiers, None, batch_size=2000, path=path)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, f"final run failed:\n{out}\n{err[-3000:]}"
@@ -87,8 +90,8 @@ def test_sigkill_at_random_instants_then_rerun(tiers, path):
         state__in=[BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED]).exists()
     assert not MigrationRun.objects.using(tiers.hot).filter(state=RunState.RUNNING).exists()
     assert not TierLock.objects.using(tiers.hot).exists()
-    assert Order.objects.cold().count() == ORDERS
-    print(f"\n[crash] {tiers.backend} {path}: seeded {ORDERS} orders + lines in {seeded:.1f}s, {kills} kills, "
+    assert Order.objects.cold().count() == orders
+    print(f"\n[crash] {tiers.backend} {path}: seeded {orders} orders + lines in {seeded:.1f}s, {kills} kills, "
           f"total {time.monotonic() - t0:.0f}s; orders in cold after each round: {moved}")
 
 
@@ -97,13 +100,14 @@ def test_a_restore_killed_after_its_hot_commit_keeps_what_the_application_wrote_
     next run those rows are in both tiers and the application reads and writes the hot copies, and deletes
     one; the next restore must keep those writes (the cold rows go, not the copies), must not bring the
     deleted row back from cold, and must leave every row in one tier."""
-    if tiers.backend != "postgresql" and (path != "orm" or tiers.backend == "pg_schema"):
+    if tiers.backend not in ("postgresql", "mariadb") and (path != "orm" or tiers.backend in ("pg_schema",
+                                                                                              "mariadb_db")):
         pytest.skip("this pair's path commits both tiers in one COMMIT (no step between them to stop at); "
                     "test_repair_of_a_restore_cut_between_the_commits_... covers its repair")
     seed_orders(tiers.hot, 60, lines=2)
     assert move.move(registry.get(Order), Direction.TO_COLD).rows == 60
     before = content(snapshot(tiers.hot, tiers.cold))
-    # pg_copy: after_verify is after the hot commit; orm: after_copy is after the copies' commit
+    # pg_copy, mysql_bulk: after_verify is after the hot commit; orm: after_copy is after the copies' commit
     proc = start_driver(tiers, "after_copy:1" if path == "orm" else "after_verify:1", 20, path, Direction.TO_HOT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL, f"the restore was not killed:\n{out}\n{err[-3000:]}"

@@ -33,7 +33,7 @@ from tiering.signals import batch_done, run_finished
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]  # + mixed, MariaDB
 
 
 def test_round_trip_is_identical(tiers, path):
@@ -220,8 +220,9 @@ def test_second_run_raises_lock_held_and_stale_lock_is_taken_over(tiers):
 
 
 def test_pg_target_sequences_are_advanced(tiers, path):
-    if tiers.cold_vendor != "postgresql":
-        pytest.skip("sequences are a PostgreSQL matter")
+    """PostgreSQL's sequences and MySQL's AUTO_INCREMENT are ahead of the keys copied in."""
+    if tiers.cold_vendor not in ("postgresql", "mysql"):
+        pytest.skip("sequences are a PostgreSQL and MySQL matter")
     seed_orders(tiers.hot, 25, lines=2)
     move.move(registry.get(Order), Direction.TO_COLD, path=path)
     new = Order.objects.using(tiers.cold).create(customer_id=1, created_at=timezone.now())

@@ -16,6 +16,7 @@ from .base import BaseTierOperations
 BACKENDS = {
     "sqlite": "tiering.backends.sqlite.TierOperations",
     "postgresql": "tiering.backends.postgresql.TierOperations",
+    "mysql": "tiering.backends.mysql.TierOperations",
 }
 
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection wrapper (one per thread) -> ops

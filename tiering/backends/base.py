@@ -38,7 +38,8 @@ class BaseTierOperations:
     def unsupported(self, fact: str):
         return UnsupportedDatabase(
             f"Database alias {self.alias!r} is {self.connection.vendor} ({self.connection.display_name}), which "
-            f"tiering has no backend for ({fact} is unknown); supported: sqlite, postgresql.")
+            f"tiering has no backend for ({fact} is unknown); supported: sqlite, postgresql, "
+            "mysql (MySQL and MariaDB).")
 
     # ------------------------------------------------------------------ identity
     def place(self) -> Place:

@@ -15,7 +15,7 @@ from tiering.move.paths.orm import OrmPath
 from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]
 
 
 class CountingOrmPath(OrmPath):
@@ -30,9 +30,11 @@ class CountingOrmPath(OrmPath):
 
 
 def test_every_pair_gets_its_own_path(tiers):
-    expected = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert", "sqlite_pg": "orm"}
+    expected = {"sqlite": "sqlite", "postgresql": "pg_copy", "pg_schema": "pg_insert", "sqlite_pg": "orm",
+                "mariadb": "mysql_bulk", "mariadb_db": "mysql_insert"}
     assert move.choose_path().name == expected[tiers.backend]
-    assert [paths.load(name).name for name in paths.names()] == ["sqlite", "pg_insert", "pg_copy", "orm"]
+    assert [paths.load(name).name for name in paths.names()] == ["sqlite", "pg_insert", "pg_copy", "mysql_insert",
+                                                                 "mysql_bulk", "orm"]
 
 
 def test_a_dotted_path_is_loaded_like_engine(tiers, settings):

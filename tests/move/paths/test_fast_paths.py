@@ -1,4 +1,4 @@
-"""The SQL fast paths (SQLite ATTACH, PostgreSQL COPY): stale copies, repair by key range, fallbacks."""
+"""The SQL fast paths (SQLite ATTACH, PostgreSQL COPY and INSERT, MariaDB's two): stale copies, repair, fallbacks."""
 from __future__ import annotations
 
 import shutil
@@ -18,6 +18,7 @@ from tiering.move.paths.sqlite import SQLiteAttachPath
 from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb", "mariadb_db"]  # and MariaDB's one-server pair
 
 
 
@@ -329,6 +330,9 @@ def every_fifth_line_altered_on_insert(alias: str, backend: str):
         if backend == "sqlite":
             cur.execute("CREATE TRIGGER tiering_test_alter AFTER INSERT ON orders_orderline WHEN NEW.id % 5 = 0 "
                         "BEGIN UPDATE orders_orderline SET sku = 'ALTERED' WHERE id = NEW.id; END")
+        elif connections[alias].vendor == "mysql":
+            cur.execute("CREATE TRIGGER tiering_test_alter BEFORE INSERT ON orders_orderline FOR EACH ROW "
+                        "BEGIN IF NEW.id % 5 = 0 THEN SET NEW.sku = 'ALTERED'; END IF; END")
         else:
             cur.execute("CREATE FUNCTION tiering_test_alter() RETURNS trigger LANGUAGE plpgsql AS "
                         "$$ BEGIN IF NEW.id % 5 = 0 THEN NEW.sku := 'ALTERED'; END IF; RETURN NEW; END $$")
@@ -338,8 +342,10 @@ def every_fifth_line_altered_on_insert(alias: str, backend: str):
         yield
     finally:
         with connections[alias].cursor() as cur:
-            cur.execute("DROP TRIGGER tiering_test_alter" + ("" if backend == "sqlite" else " ON orders_orderline"))
-            if backend != "sqlite":
+            mysql = connections[alias].vendor == "mysql"
+            cur.execute("DROP TRIGGER tiering_test_alter" + ("" if backend == "sqlite" or mysql else
+                                                             " ON orders_orderline"))
+            if backend != "sqlite" and not mysql:
                 cur.execute("DROP FUNCTION tiering_test_alter()")
 
 

@@ -18,6 +18,8 @@ DEFAULT_PATHS = [
     "tiering.move.paths.sqlite.SQLiteAttachPath",
     "tiering.move.paths.pg_schema.PgSchemaPath",
     "tiering.move.paths.pg_copy.PgCopyPath",
+    "tiering.move.paths.mysql_insert.MySQLInsertPath",
+    "tiering.move.paths.mysql_bulk.MySQLBulkPath",
     "tiering.move.paths.orm.OrmPath",
 ]
 

@@ -1,7 +1,8 @@
 """Copy, verify and delete of a batch as plain SQL over both tiers seen from one connection.
 
-The ``sqlite`` path (the source file ATTACHed) and the ``pg_insert`` path
-(two schemas of one database) run these statements in one transaction; the
+The ``sqlite`` path (the source file ATTACHed), the ``pg_insert`` path
+(two schemas of one database) and the ``mysql_insert`` path (two databases of
+one MySQL server) run these statements in one transaction; the
 ``Statements`` fields are the few words in which the two databases differ.
 The batch's parent keys are in the temp table ``keys``.
 """
@@ -50,6 +51,11 @@ class Statements:
     in_batch: str   # "<column> {in_batch}": membership in ``keys``, in the form this database searches fastest
     same: str       # null-safe equality
     source_bytes: Callable[[Table], str]  # aggregate SQL of the payload bytes of the source rows ``s``
+    # the clause after an INSERT that leaves a row alone whose key (table, quoted key column) is there already
+    keep_existing: Callable[[str, str], str] = lambda table, pk: "ON CONFLICT DO NOTHING"
+    # the null-safe equality of text columns (db type has char, text or json) when ``same`` ignores case
+    # or trailing spaces there: a format with {d} and {s}
+    same_text: str | None = None
 
     def copy(self, cur, parent: Table, children: list, keys: str) -> None:
         """Copy the parents (``pk {keys}``), then their children (``fk {keys}``); a key already in the target
@@ -57,7 +63,7 @@ class Statements:
         for t, key in [(parent, parent.pk)] + children:
             cols = ", ".join(t.cols)
             cur.execute(f"INSERT INTO {self.dst}{t.table} ({cols}) SELECT {cols} FROM {self.src}{t.table} "
-                        f"WHERE {key} {keys} ON CONFLICT DO NOTHING")
+                        f"WHERE {key} {keys} {self.keep_existing(self.dst + t.table, t.pk)}")
 
     def children_in_target(self, cur, children: list, low: Any, high: Any) -> bool:
         """Before the copy: does the target hold a child of any parent key in ``low``..``high``? One index
@@ -110,7 +116,7 @@ class Statements:
 
     def _compare(self, cur, t: Table, where: str) -> tuple[int, int, int]:
         """(source rows, rows with an identical target row, source bytes) of ``t`` for ``where`` on ``s``."""
-        same = "".join(f" AND d.{c} {self.same} s.{c}" for c in t.cols if c != t.pk)
+        same = self._same(t)
         cur.execute(f"SELECT count(*), count(d.{t.pk}), {self.source_bytes(t)} FROM {self.src}{t.table} AS s "
                     f"LEFT JOIN {self.dst}{t.table} AS d ON d.{t.pk} = s.{t.pk}{same} WHERE {where}")
         n, m, b = cur.fetchone()
@@ -120,16 +126,26 @@ class Statements:
         """Fill ``bad`` with the parents whose copy (or a child's) differs; return how many."""
         cur.execute(f"DELETE FROM {self.bad}")
         for t, key, fk in [(parent, parent.pk, parent.pk)] + [(c, c.pk, fk) for c, fk in children]:
-            same = "".join(f" AND d.{c} {self.same} s.{c}" for c in t.cols if c != t.pk)
+            keep = self.keep_existing(self.bad, "pk")
             cur.execute(f"INSERT INTO {self.bad} (pk) SELECT s.{fk} FROM {self.src}{t.table} AS s "
-                        f"LEFT JOIN {self.dst}{t.table} AS d ON d.{key} = s.{key}{same} "
-                        f"WHERE s.{fk} {self.in_batch} AND d.{key} IS NULL ON CONFLICT DO NOTHING")
+                        f"LEFT JOIN {self.dst}{t.table} AS d ON d.{key} = s.{key}{self._same(t)} "
+                        f"WHERE s.{fk} {self.in_batch} AND d.{key} IS NULL {keep}")
             if t is not parent:  # children in the target that the source does not have
                 cur.execute(f"INSERT INTO {self.bad} (pk) SELECT d.{fk} FROM {self.dst}{t.table} AS d "
                             f"WHERE d.{fk} {self.in_batch} AND NOT EXISTS (SELECT 1 FROM {self.src}{t.table} AS s "
-                            f"WHERE s.{key} = d.{key} AND s.{fk} {self.same} d.{fk}) ON CONFLICT DO NOTHING")
+                            f"WHERE s.{key} = d.{key} AND s.{fk} {self.same} d.{fk}) {keep}")
         cur.execute(f"SELECT count(*) FROM {self.bad}")
         return cur.fetchone()[0]
+
+    def _same(self, t: Table) -> str:
+        """`` AND`` the target row ``d`` equals the source row ``s`` in every column but the key."""
+        out = []
+        for c, db_type in zip(t.cols, t.db_types):
+            if c == t.pk:
+                continue
+            text = self.same_text and any(w in (db_type or "").lower() for w in ("char", "text", "json"))
+            out.append(self.same_text.format(d=f"d.{c}", s=f"s.{c}") if text else f"d.{c} {self.same} s.{c}")
+        return "".join(f" AND {x}" for x in out)
 
 
 class OneConnectionPath(BaseCopyPath):
