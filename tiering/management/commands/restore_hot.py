@@ -7,6 +7,7 @@ from tiering.exceptions import FilterError
 from tiering.filters import parse_filters, parse_pks
 from tiering.management.base import MoveCommand, resolve_models
 from tiering.models import Direction
+from tiering.move.conflicts import described
 
 
 class Command(MoveCommand):
@@ -43,3 +44,14 @@ class Command(MoveCommand):
             return [(tiered, {"all_rows": True})]
         # argparse enforces one of them; call_command(pks=[]) lands here
         raise CommandError("Choose the rows: --pk PK ..., --filter field__lookup=value or --all.")
+
+    def run_move(self, tiered, options: dict, total, **selection):
+        """A row left in cold because hot holds one of its unique values: named, and the command fails."""
+        run = super().run_move(tiered, options, total, **selection)
+        lines = described(run) if run is not None else []
+        for line in lines:
+            self.stderr.write(line)
+        if lines:
+            raise CommandError(f"{tiered.label}: run {run.pk}: {len(lines)} row(s) stay in cold, their unique "
+                               "values taken in hot (see above; the ledger has them)")
+        return run
