@@ -51,10 +51,11 @@ class TieredSaveMixin:
             self._save_in_tier(raw, force_insert, force_update, using, update_fields)
             return
         # an update may land in the other tier (the row moved since it was loaded): open both then
-        aliases = [using] if self._state.adding else [using, unique.other_tier(using) or using]
+        adding = self._state.adding
+        aliases = [using] if adding else [using, unique.other_tier(using) or using]
         with unique.guarded(type(self), aliases):
             self._save_in_tier(raw, force_insert, force_update, using, update_fields)
-            unique.refuse_taken(type(self), self._state.db, [self], sets)
+            unique.refuse_taken(type(self), self._state.db, [self], sets, new=adding)
 
     def _save_in_tier(self, *args: Any) -> None:
         super().save_base(*args)

@@ -331,7 +331,7 @@ class TieredQuerySet(QuerySet):
         objs = list(objs)
         with unique.guarded(self.model, [self.db]):
             created = super().bulk_create(objs, *args, **kwargs)
-            unique.refuse_taken(self.model, self.db, created, sets)
+            unique.refuse_taken(self.model, self.db, created, sets, new=True)
         return created
 
     bulk_create.alters_data = True

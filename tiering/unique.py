@@ -138,20 +138,19 @@ def taken(model: type[models.Model], alias: str, rows: list[tuple], sets) -> lis
     return found
 
 
-def refuse_taken(model: type[models.Model], alias: str, objs, sets) -> None:
+def refuse_taken(model: type[models.Model], alias: str, objs, sets, *, new: bool = False) -> None:
     """After writing ``objs`` in ``alias`` (inside its transaction): IntegrityError when the other tier
-    holds one of their unique values on another key."""
+    holds one of their unique values on another key (``new`` rows: on any key, their own is no excuse)."""
     other = other_tier(alias)
     if other is None or not sets:
         return
-    rows = [(obj.pk, {names: values_of(obj, names) for names in sets}) for obj in objs]
+    rows = [(None if new else obj.pk, {names: values_of(obj, names) for names in sets}) for obj in objs]
     clashes = taken(model, other, rows, sets)
     if clashes:
         key, names, holder = clashes[0]
         raise IntegrityError(
             f"duplicate key value violates unique constraint on {model._meta.db_table} ({', '.join(names)}): "
-            f"the {'cold' if other == tiering_settings.COLD else 'hot'} tier holds it on key {holder!r} "
-            f"(writing key {key!r})")
+            f"the {'cold' if other == tiering_settings.COLD else 'hot'} tier holds it on key {holder!r}")
 
 
 def validate_other_tier(obj: models.Model, exclude=None) -> None:
