@@ -36,8 +36,6 @@ class TieredSaveMixin:
         other = {tiering_settings.HOT: tiering_settings.COLD, tiering_settings.COLD: tiering_settings.HOT}.get(using)
         if self._state.adding or other is None:
             return False
-        if other == tiering_settings.COLD and unique.sets_touching(type(self), update_fields):
-            unique.hold_off_hot_writers(type(self))  # a unique value written in cold: see tiering.unique
         if not super()._do_update(base_qs.using(other), other, pk_val, values, update_fields, forced_update):
             return False
         self._tiering_saved_in = other  # save_base records ``using`` after this returns

@@ -28,13 +28,16 @@ in both tiers for a moment, never in neither.
   the probe, later, sees it. A restore of a V row keeps it in cold until its
   hot copy commits, so the probe sees it in cold, or the write meets the
   copy in hot's index.
-* Writing V in cold (saving a row loaded from cold): first a lock on hot's
-  table that holds off hot's writers (``hold_off_writers``: SHARE on
-  PostgreSQL, the write lock on SQLite), then the write, then a probe of
-  hot, all before the hot lock is released. A hot write of V either
-  committed before (the probe sees it) or waits for the lock, and its own
-  probe of cold then sees V. Writers of cold are rare; a writer waiting on
-  a move's locks may be chosen by PostgreSQL's deadlock detector.
+* Writing V in cold (saving a row loaded from cold): the write, then a lock
+  on hot's table that holds off hot's writers (``hold_off_writers``: SHARE
+  on PostgreSQL, the write lock on SQLite), then a probe of hot; cold commits
+  before the hot lock is released. A hot write of V either committed before
+  the lock was granted (the probe sees it) or waits for the lock, and its own
+  probe of cold then sees V committed. The lock comes after the cold write,
+  never before: a restore holds its cold rows locked while it copies into
+  hot, and with two PostgreSQL databases a wait the other way round would be
+  a deadlock no server sees. Writers of cold are rare; one may still wait
+  for a move's batch, or (one server, SQLite) lose a deadlock or a busy wait.
 * A restore reads, before a batch, which of its rows' values hot holds on
   another key (``conflicts_in_hot``) and leaves those rows out. A hot write
   of such a value after that read fails its probe (the row is still in
@@ -85,15 +88,14 @@ def other_tier(alias: str) -> str | None:
 
 @contextlib.contextmanager
 def guarded(model: type[models.Model], aliases: list[str]):
-    """One transaction per alias written (hot's first); writing cold, hot's writers held off first."""
+    """One transaction per alias written, hot's opened first and committed last (writing cold, hot's
+    transaction is opened too: ``refuse_taken`` holds off hot's writers in it)."""
     hot = tiering_settings.HOT
     with contextlib.ExitStack() as stack:
         for alias in sorted(set(aliases), key=lambda a: a != hot):
             stack.enter_context(transaction.atomic(using=alias, savepoint=False))
-        if tiering_settings.COLD in aliases:
-            if hot not in aliases:
-                stack.enter_context(transaction.atomic(using=hot, savepoint=False))
-            hold_off_hot_writers(model)
+        if tiering_settings.COLD in aliases and hot not in aliases:  # for refuse_taken's hold on hot
+            stack.enter_context(transaction.atomic(using=hot, savepoint=False))
         yield
 
 
@@ -144,6 +146,8 @@ def refuse_taken(model: type[models.Model], alias: str, objs, sets, *, new: bool
     other = other_tier(alias)
     if other is None or not sets:
         return
+    if alias == tiering_settings.COLD:
+        hold_off_hot_writers(model)  # after the cold write, before the probe: see the module docstring
     rows = [(None if new else obj.pk, {names: values_of(obj, names) for names in sets}) for obj in objs]
     clashes = taken(model, other, rows, sets)
     if clashes:

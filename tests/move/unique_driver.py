@@ -39,8 +39,8 @@ if role == "move":
     sys.exit(0)
 
 prefix, n = args[0], int(args[1])
-rng, done, tries = random.Random(os.getpid()), [], 0
-while not os.path.exists(stop) or tries < 2:
+rng, done, tries, parent = random.Random(os.getpid()), [], 0, os.getppid()
+while (not os.path.exists(stop) or tries < 2) and os.getppid() == parent:  # the test's end, or its death
     tries += 1
     email = f"{prefix}{rng.randrange(n)}@example.com"
     try:
