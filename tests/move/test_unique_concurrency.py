@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).resolve().parent / "unique_driver.py"
-N = 120
+N = 60
 
 
 def start(tiers, stop: Path, *args: str) -> subprocess.Popen:
@@ -68,12 +68,14 @@ def test_creates_of_values_in_flight_all_fail(tiers, tmp_path):
     seed(tiers)
     stop = tmp_path / "stop"
     writers = [start(tiers, stop, "create", "c", str(N)) for _ in range(2)]
-    for w in writers:
-        wait_ready(w)
-    finish(start(tiers, stop, "move", "to_cold", "6"))
-    assert Customer.objects.using(tiers.hot).count() == 0
-    finish(start(tiers, stop, "move", "to_hot", "6"))
-    stop.touch()
+    try:
+        for w in writers:
+            wait_ready(w)
+        finish(start(tiers, stop, "move", "to_cold", "4"))
+        assert Customer.objects.using(tiers.hot).count() == 0
+        finish(start(tiers, stop, "move", "to_hot", "4"))
+    finally:
+        stop.touch()
     created = [pk for w in writers for pk in written(finish(w))]
     assert created == []
     assert all_emails(tiers) == Counter({f"c{i}@example.com": 1 for i in range(N)})
@@ -85,10 +87,12 @@ def test_hot_creates_and_cold_renames_never_share_a_value(tiers, tmp_path):
     move.move(registry.by_label("accounts.Customer"), Direction.TO_COLD)
     stop = tmp_path / "stop"
     procs = [start(tiers, stop, role, "n", "15") for role in ("create", "rename", "create", "rename")]
-    for p in procs:
-        wait_ready(p)
-    finish(start(tiers, stop, "move", "to_hot", "20"))  # and restores moving the renamed rows meanwhile
-    stop.touch()
+    try:
+        for p in procs:
+            wait_ready(p)
+        finish(start(tiers, stop, "move", "to_hot", "8"))  # and restores moving the renamed rows meanwhile
+    finally:
+        stop.touch()
     outs = [written(finish(p)) for p in procs]
     counts = all_emails(tiers)
     fresh = {email: n for email, n in counts.items() if email.startswith("n")}
