@@ -8,9 +8,12 @@ import pytest
 from django import forms
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, models
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Customer
+from tests.dashboard_helpers import VIEWER_PERMS
+from tests.test_pages import login
 from tiering import move
 from tiering.models import Direction, MigrationRun, UniqueConflict
 from tiering.registry import registry
@@ -116,6 +119,9 @@ def test_restore_meeting_a_hot_value_leaves_the_row_in_cold_and_fails(tiers):
         CUSTOMER, "1", "email", "7")
     run = MigrationRun.objects.using(tiers.hot).get(pk=conflict.run_id)
     assert run.direction == Direction.TO_HOT and run.rows == 1
+    page = login("viewer", perms=VIEWER_PERMS).get(reverse("tiering:run", args=[run.pk])).content.decode()
+    assert "1 row left in cold: unique value taken in hot" in page
+    assert "<td>accounts.Customer</td><td>1</td><td>email</td><td>7</td>" in page
 
     # analyze_tiers --check-duplicates names the value in both tiers
     err = io.StringIO()
@@ -137,4 +143,4 @@ def test_unique_values_in_neither_tier_twice_pass_the_check(tiers):
     Customer.objects.create(email="bob@example.com", name="Bob")
     err = io.StringIO()
     call_command("analyze_tiers", "--model", CUSTOMER, "--check-duplicates", stdout=io.StringIO(), stderr=err)
-    assert "No key and no unique value is in both tiers" in err.getvalue()
+    assert "No key is in both tiers, nor any unique value." in err.getvalue()

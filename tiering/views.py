@@ -92,7 +92,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
          "rows_per_second": (b.rows / batch_seconds(b)) if batch_seconds(b) else 0}
         for b in run.batch_set.all().order_by("seq")
     ]
-    return render(request, "tiering/run_detail.html", {"run": run, "batches": batches, "bytes": human_bytes(run.bytes)})
+    conflicts = list(run.unique_conflicts.all())  # rows a restore left in cold: their unique value is taken in hot
+    return render(request, "tiering/run_detail.html", {"run": run, "batches": batches, "bytes": human_bytes(run.bytes),
+                                                       "conflicts": conflicts})
 
 
 @staff_permission_required(MOVE_PERMISSION)

@@ -67,7 +67,7 @@ class Command(BaseCommand):
             if values:
                 detail += ("; " if detail else "") + f"{len(values)} unique value(s) in both tiers (listed above)"
             raise CommandError(f"Rows present in both tiers: {detail}")
-        self.stderr.write("No key and no unique value is in both tiers.")
+        self.stderr.write("No key is in both tiers, nor any unique value.")
 
     def write_table(self, doc: dict, verbosity: int) -> None:
         def out(line: str) -> None:
