@@ -43,6 +43,9 @@ in both tiers for a moment, never in neither.
   of such a value after that read fails its probe (the row is still in
   cold), so nothing can take the value between the read and the copy.
 
+A write of a unique value needs the other tier to answer: with it down, the
+write fails (the database's OperationalError) rather than risk a duplicate.
+
 Cost: an insert or update of a model with unique fields pays one indexed
 probe of the other tier (all its unique sets in one query) and the
 transaction around the two; ``bench/unique_insert.py`` measures it.
