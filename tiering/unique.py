@@ -47,8 +47,9 @@ A write of a unique value needs the other tier to answer: with it down, the
 write fails (the database's OperationalError) rather than risk a duplicate.
 
 Cost: an insert or update of a model with unique fields pays one indexed
-probe of the other tier (all its unique sets in one query) and the
-transaction around the two; ``bench/unique_insert.py`` measures it.
+probe of the other tier per unique set (one SQL statement each, not
+compiled by the ORM) and the transaction around the write and the probe;
+``bench/unique_insert.py`` measures it.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ import contextlib
 from functools import cache
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 
 from . import backends
 from .conf import tiering_settings
@@ -121,7 +122,7 @@ def taken(model: type[models.Model], alias: str, rows: list[tuple], sets) -> lis
     """Which of ``rows`` ((key, {set: values}), ...) have a set's values held in ``alias`` on another key:
     [(key, set, holder key)]. One query per set and chunk: an indexed probe per value."""
     found = []
-    manager = model._base_manager.using(alias)
+    manager = models.QuerySet(model).using(alias)  # one tier: no tiered queryset machinery on the way
     for names in sets:
         wanted = {}
         for key, values in rows:
@@ -151,13 +152,40 @@ def refuse_taken(model: type[models.Model], alias: str, objs, sets, *, new: bool
         return
     if alias == tiering_settings.COLD:
         hold_off_hot_writers(model)  # after the cold write, before the probe: see the module docstring
-    rows = [(None if new else obj.pk, {names: values_of(obj, names) for names in sets}) for obj in objs]
-    clashes = taken(model, other, rows, sets)
+    if len(objs) == 1:
+        clashes = probe_one(model, other, objs[0], sets, new)
+    else:
+        rows = [(None if new else obj.pk, {names: values_of(obj, names) for names in sets}) for obj in objs]
+        clashes = taken(model, other, rows, sets)
     if clashes:
         key, names, holder = clashes[0]
         raise IntegrityError(
             f"duplicate key value violates unique constraint on {model._meta.db_table} ({', '.join(names)}): "
             f"the {'cold' if other == tiering_settings.COLD else 'hot'} tier holds it on key {holder!r}")
+
+
+def probe_one(model: type[models.Model], alias: str, obj: models.Model, sets, new: bool) -> list[tuple]:
+    """``taken`` for one row, one SQL statement per unique set (a save's probe: compiling it with the ORM
+    would cost more than the indexed lookup itself)."""
+    conn = connections[alias]
+    qn, meta, pk = conn.ops.quote_name, model._meta, model._meta.pk
+    for names in sets:
+        fields = [meta.get_field(n) for n in names]
+        values = [getattr(obj, f.attname) for f in fields]
+        if any(v is None for v in values):
+            continue
+        sql = (f"SELECT {qn(pk.column)} FROM {qn(meta.db_table)} WHERE "
+               + " AND ".join(f"{qn(f.column)} = %s" for f in fields))
+        params = [f.get_db_prep_value(v, conn, prepared=False) for f, v in zip(fields, values)]
+        if not new:
+            sql += f" AND {qn(pk.column)} <> %s"
+            params.append(pk.get_db_prep_value(obj.pk, conn, prepared=False))
+        with conn.cursor() as cursor:
+            cursor.execute(sql + " LIMIT 1", params)
+            row = cursor.fetchone()
+        if row is not None:
+            return [(None if new else obj.pk, names, pk.to_python(row[0]))]
+    return []
 
 
 def validate_other_tier(obj: models.Model, exclude=None) -> None:
