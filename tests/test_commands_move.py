@@ -217,8 +217,9 @@ def broken_cold_alias(tiers, settings):
     del connections.settings[alias]
 
 
-def test_unreachable_cold_alias_is_command_error_and_changes_nothing(tiers, broken_cold_alias):
-    seed(old=5, new=2)
+def test_unreachable_cold_alias_is_command_error_and_changes_nothing(tiers, request):
+    seed(old=5, new=2)  # while cold answers: a new customer's unique email is checked there (tiering.unique)
+    request.getfixturevalue("broken_cold_alias")
     before = snapshot(tiers)
     for command, args in (("migrate_cold", []), ("restore_hot", ["--model", "orders.Order", "--all"])):
         with pytest.raises(CommandError, match="unreachable") as excinfo:

@@ -13,6 +13,7 @@ from celery.result import AsyncResult
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
+from django.db import models as db_models
 from django.db import utils as db_utils
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -260,3 +261,17 @@ def test_parallel_run_cut_short_by_its_runtime_is_stopped_not_succeeded(tiers, c
     cold = set(Order.objects.using(tiers.cold).values_list("pk", flat=True))
     hot = set(Order.objects.using(tiers.hot).values_list("pk", flat=True))
     assert not cold & hot and cold | hot == old | new
+
+
+def test_restore_reports_unique_conflicts(tiers, celery_processes):
+    """A restored customer whose email hot holds on another key stays cold; the task's result names it."""
+    celery_processes.worker(tiers.backend)
+    idle = timezone.now() - timedelta(days=90)
+    Customer.objects.using(tiers.hot).create(pk=1, email="ann@example.com", name="Ann", last_seen=idle)
+    move.move(registry.by_label("accounts.Customer"), Direction.TO_COLD)
+    db_models.QuerySet(Customer).using(tiers.hot).bulk_create(  # past the check, as raw SQL would
+        [Customer(pk=7, email="ann@example.com", name="Usurper")])
+    result = send(tasks.restore, tiers.backend, "accounts.Customer", pks=[1]).get(timeout=60)
+    assert result["rows"] == 0
+    assert result["unique_conflicts"] == ["accounts.Customer 1 stays in cold: email is taken in hot by 7"]
+    assert list(Customer.objects.using(tiers.cold).values_list("pk", flat=True)) == [1]

@@ -25,7 +25,7 @@ from django.db import connections
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from . import backends
+from . import backends, unique
 from .conf import tiering_settings
 from .models import MigrationBatch, MigrationRun, RunState
 from .move import selection
@@ -289,3 +289,28 @@ def keys_in_both(tiered: TieredModel, chunk_size: int = 10_000) -> list:
         else:
             c = next(cold, None)
     return both
+
+
+def unique_values_in_both(tiered: TieredModel, chunk_size: int = 500) -> list[tuple]:
+    """Unique values held in both tiers on different keys: [(model label, fields, cold key, hot key)].
+
+    Streams cold's rows and probes hot with one ``IN`` per unique set and
+    chunk (``tiering.unique.taken``): O(cold rows) reads, indexed probes.
+    """
+    found = []
+    for model in tiered.unit:
+        sets = unique.unique_sets(model)
+        if not sets:
+            continue
+        names = sorted({n for s in sets for n in s})
+        rows = model._base_manager.using(tiering_settings.COLD).order_by("pk").values_list("pk", *names)
+        chunk = []
+        for pk, *values in rows.iterator(chunk_size=chunk_size):
+            by_name = dict(zip(names, values))
+            chunk.append((pk, {s: tuple(by_name[n] for n in s) for s in sets}))
+            if len(chunk) == chunk_size:
+                found += [(model._meta.label, s, k, h) for k, s, h in unique.taken(model, tiering_settings.HOT,
+                                                                                  chunk, sets)]
+                chunk = []
+        found += [(model._meta.label, s, k, h) for k, s, h in unique.taken(model, tiering_settings.HOT, chunk, sets)]
+    return found

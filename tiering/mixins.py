@@ -13,12 +13,17 @@ children (``manage.py check`` warns, ``tiering.W002``)::
 
     class Order(TieredSaveMixin, models.Model): ...
 
-New instances (``_state.adding``) keep Django's own behaviour.
+New instances (``_state.adding``) keep Django's own behaviour. A save of a
+model with unique fields also checks the other tier for its unique values
+(``tiering.unique``), in one transaction with the write.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from django.db import router
+
+from . import unique
 from .conf import tiering_settings
 
 
@@ -36,8 +41,27 @@ class TieredSaveMixin:
         self._tiering_saved_in = other  # save_base records ``using`` after this returns
         return True
 
-    def save_base(self, *args: Any, **kwargs: Any) -> None:
-        super().save_base(*args, **kwargs)
+    def save_base(self, raw: bool = False, force_insert: Any = False, force_update: bool = False,
+                  using: str | None = None, update_fields: Any = None) -> None:
+        using = using or router.db_for_write(self.__class__, instance=self)
+        sets = unique.sets_touching(type(self), update_fields)
+        if not sets:
+            self._save_in_tier(raw, force_insert, force_update, using, update_fields)
+            return
+        # an update may land in the other tier (the row moved since it was loaded): open both then
+        adding = self._state.adding
+        aliases = [using] if adding else [using, unique.other_tier(using) or using]
+        with unique.guarded(type(self), aliases):
+            self._save_in_tier(raw, force_insert, force_update, using, update_fields)
+            unique.refuse_taken(type(self), self._state.db, [self], sets, new=adding)
+
+    def _save_in_tier(self, *args: Any) -> None:
+        super().save_base(*args)
         moved_to = self.__dict__.pop("_tiering_saved_in", None)
         if moved_to is not None:
             self._state.db = moved_to
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        """Unique constraints hold across both tiers in forms and the admin too (``tiering.unique``)."""
+        super().validate_constraints(exclude)
+        unique.validate_other_tier(self, exclude)

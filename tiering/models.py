@@ -164,3 +164,21 @@ class RestoredRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_label} {self.object_pk} restored {self.restored_at:%Y-%m-%d}"
+
+
+class UniqueConflict(models.Model):
+    """A row a restore (or promote) left in cold: a unique value of it is taken in hot by another row."""
+
+    run = models.ForeignKey(MigrationRun, on_delete=models.CASCADE, related_name="unique_conflicts")
+    model_label = models.CharField(max_length=200, help_text="The model whose unique value is taken (or a child's).")
+    object_pk = models.CharField(max_length=255, help_text="Key of the row left in cold.")
+    fields = models.CharField(max_length=255, help_text="The unique field(s), comma-separated.")
+    holder_pk = models.CharField(max_length=255, help_text="Key of the hot row holding the value.")
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "id"]
+
+    def __str__(self) -> str:
+        return (f"{self.model_label} {self.object_pk}: {self.fields} is taken in hot by {self.holder_pk} "
+                f"(run {self.run_id})")

@@ -28,7 +28,7 @@ from django.db.models.expressions import OrderBy
 from django.db.models.manager import BaseManager
 from django.db.models.query import MAX_GET_RESULTS, ModelIterable, QuerySet, prefetch_related_objects
 
-from . import backends, merge, relations
+from . import backends, merge, relations, unique
 from .access import tracker
 from .conf import tiering_settings
 from .exceptions import LockHeld, TieringQueryError
@@ -302,12 +302,39 @@ class TieredQuerySet(QuerySet):
         row restored meanwhile was not in hot yet, then gone from cold when the restore's lock let the cold
         UPDATE through, and its hot copy commits before that. Only then: no row is ever updated twice."""
         if not self.is_tiered:
-            return super().update(**kwargs)
+            return self._update_one_tier(kwargs)
         self._refuse_unmergeable()
         hot, cold = self._tiers()
         return hot.update(**kwargs) + cold.update(**kwargs) or hot.update(**kwargs)
 
     update.alters_data = True
+
+    def _update_one_tier(self, kwargs: dict) -> int:
+        """``update()`` of one tier: a unique value set here must not be held in the other tier
+        (``tiering.unique``): the rows it matched are probed there after the update; other updates stay one
+        statement."""
+        sets = unique.sets_touching(self.model, list(kwargs))
+        if not sets or unique.other_tier(self.db) is None:
+            return super().update(**kwargs)
+        with unique.guarded(self.model, [self.db]):
+            pks = list(QuerySet.values_list(self, "pk", flat=True))
+            updated = super().update(**kwargs)
+            objs = list(self.model._base_manager.using(self.db).filter(pk__in=pks)) if updated else []
+            unique.refuse_taken(self.model, self.db, objs, sets)
+        return updated
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        """Rows created in bulk meet the unique values of the other tier too (``tiering.unique``)."""
+        sets = unique.unique_sets(self.model)
+        if not sets or unique.other_tier(self.db) is None:
+            return super().bulk_create(objs, *args, **kwargs)
+        objs = list(objs)
+        with unique.guarded(self.model, [self.db]):
+            created = super().bulk_create(objs, *args, **kwargs)
+            unique.refuse_taken(self.model, self.db, created, sets, new=True)
+        return created
+
+    bulk_create.alters_data = True
 
     def delete(self) -> tuple[int, dict[str, int]]:
         """Delete from both tiers, hot first; when neither deleted anything, hot once more (see ``update()``:

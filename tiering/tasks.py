@@ -32,6 +32,7 @@ from .conf import tiering_settings
 from .filters import check_lookups, parse_filters, parse_pks
 from .models import Direction, MigrationRun, RunState, jsonable_key
 from .move import keys, selection, undo
+from .move.conflicts import described
 from .registry import TieredModel, registry
 from .text import one_line
 
@@ -148,6 +149,8 @@ def summary(run: MigrationRun) -> dict[str, Any]:
         "bytes": run.bytes,
         "retries": run.retries,
         "error": run.error,
+        # restore: rows left in cold because hot holds one of their unique values (tiering.unique)
+        "unique_conflicts": described(run) if run.direction == Direction.TO_HOT else [],
     }
 
 

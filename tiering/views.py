@@ -95,11 +95,12 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
          "rows_per_second": (b.rows / batch_seconds(b)) if batch_seconds(b) else 0}
         for b in run.batch_set.all().order_by("seq")
     ]
+    conflicts = list(run.unique_conflicts.all())  # rows a restore left in cold: their unique value is taken in hot
     throttled = sum(item["batch"].throttled_seconds for item in batches)
     undo_of = (run.selection or {}).get("undo_run") if isinstance(run.selection, dict) else None
     return render(request, "tiering/run_detail.html", {
         "run": run, "batches": batches, "bytes": human_bytes(run.bytes), "undo_of": undo_of,
-        "throttled": throttled,
+        "throttled": throttled, "conflicts": conflicts,
         "can_undo": request.user.has_perm(MOVE_PERMISSION) and run.direction == Direction.TO_COLD and run.rows > 0})
 
 

@@ -55,6 +55,11 @@ class BaseTierOperations:
         """Keep the key generators of ``model_list`` ahead of the largest key copied in."""
         raise self.unsupported("how its key sequences advance")
 
+    def hold_off_writers(self, table: str) -> None:
+        """Inside a transaction: no other transaction writes ``table`` until this one ends (``tiering.unique``
+        takes it in hot before writing a unique value in cold)."""
+        raise self.unsupported("how it holds off the writers of a table")
+
     @property
     def locks_rows(self) -> bool:
         """``SELECT ... FOR UPDATE`` holds the rows until the commit (else the database locks more)."""

@@ -14,7 +14,7 @@ from ..conf import tiering_settings
 from ..models import BatchState, Direction, MigrationBatch
 from ..signals import batch_done
 from ..text import one_line
-from . import ledger, locks, repair, restore, throttle
+from . import conflicts, ledger, locks, repair, restore, throttle
 
 logger = logging.getLogger("tiering.mover")
 
@@ -90,10 +90,11 @@ def _batches(ctx, path, selected, pacing: Pacing, throttled: throttle.Throttle |
             return False
         last_pk = keys[-1]
         t0 = time.monotonic()
-        batch = move_batch(ctx, path, keys)
+        for part in conflicts.set_aside(ctx, keys):  # a restore leaves rows whose unique values hot holds
+            batch = move_batch(ctx, path, part)
+            done.rows, done.batches, done.bytes = done.rows + batch.rows, done.batches + 1, done.bytes + batch.bytes
         elapsed = time.monotonic() - t0
         moved += len(keys)
-        done.rows, done.batches, done.bytes = done.rows + batch.rows, done.batches + 1, done.bytes + batch.bytes
         if pacing.progress is not None:
             pacing.progress(MoveProgress(done.rows, done.batches, done.bytes, total))
         factor = min(BATCH_STEP, max(1 / BATCH_STEP, tiering_settings.BATCH_TARGET_SECONDS / max(elapsed, 1e-3)))

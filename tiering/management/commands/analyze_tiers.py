@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from django.utils.connection import ConnectionDoesNotExist
 
 from tiering import overdue, schema
-from tiering.analysis import analyze_all, keys_in_both, report
+from tiering.analysis import analyze_all, keys_in_both, report, unique_values_in_both
 from tiering.conf import tiering_settings
 from tiering.management.base import database_error, unanswering_tier
 from tiering.registry import registry
@@ -34,7 +34,8 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["table", "json"], default="table", help="Output format.")
         parser.add_argument(
             "--check-duplicates", action="store_true",
-            help="Also compare the primary keys of both tiers (reads every key) and fail if any is in both.",
+            help="Also compare the primary keys of both tiers (reads every key) and the unique values (probes "
+                 "hot for each cold row's), and fail if a key or a unique value is in both.",
         )
 
     def handle(self, *args, models=None, format="table", verbosity=1, **options):
@@ -72,10 +73,16 @@ class Command(BaseCommand):
                 keys = keys_in_both(tiered)
                 if keys:
                     found[tiered.label] = keys
-        if found:
+        values = [row for tiered in registry if labels is None or tiered.label in labels
+                  for row in unique_values_in_both(tiered)]
+        for label, names, cold_pk, hot_pk in values:
+            self.stderr.write(f"{label}: the {', '.join(names)} of cold {cold_pk} is also hot {hot_pk}'s")
+        if found or values:
             detail = "; ".join(f"{label}: {len(keys)} keys, e.g. {keys[:5]}" for label, keys in found.items())
+            if values:
+                detail += ("; " if detail else "") + f"{len(values)} unique value(s) in both tiers (listed above)"
             raise CommandError(f"Rows present in both tiers: {detail}")
-        self.stderr.write("No key is in both tiers.")
+        self.stderr.write("No key is in both tiers, nor any unique value.")
 
     def write_table(self, doc: dict, verbosity: int) -> None:
         def out(line: str) -> None:

@@ -9,6 +9,7 @@ from tiering.filters import parse_filters, parse_pks
 from tiering.management.base import MoveCommand, positive_int, resolve_models
 from tiering.models import Direction, MigrationRun
 from tiering.move import keys, undo
+from tiering.move.conflicts import described
 
 SHOWN_KEYS = 20  # keys named in one message; the count says how many more
 
@@ -87,6 +88,17 @@ class Command(MoveCommand):
         if missing:
             self.unmet.append(f"{tiered.label}: {_keys(missing)} in neither tier")
         return work
+
+    def run_move(self, tiered, options: dict, total, **selection):
+        """A row left in cold because hot holds one of its unique values: named, and the command fails."""
+        run = super().run_move(tiered, options, total, **selection)
+        lines = described(run) if run is not None else []
+        for line in lines:
+            self.stderr.write(line)
+        if lines:
+            self.unmet.append(f"{tiered.label}: run {run.pk}: {len(lines)} row(s) stay in cold, their unique "
+                              "values taken in hot (see above; the ledger has them)")
+        return run
 
 
 def _keys(pks: list) -> str:
