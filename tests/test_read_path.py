@@ -17,6 +17,8 @@ from tiering.query import TieringQueryError
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb"]  # and MariaDB's merged reads (utf8mb4_bin)
+
 
 def order(alias, pk, days_ago=0, **kwargs):
     kwargs.setdefault("customer_id", 1)

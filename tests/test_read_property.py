@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from orders.models import Order
 from tiering import merge
 
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb"]  # and MariaDB's merged reads (utf8mb4_bin)
+
 DATES = [
     datetime(2023, 1, 1, tzinfo=UTC),
     datetime(2023, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC),
