@@ -89,8 +89,9 @@ def test_restore_with_a_missing_key_exits_non_zero_on_the_command_line(tiers):
     assert old[0].pk in set(rows(Order, tiers.hot).values_list("pk", flat=True))
 
 
-def test_analyze_tiers_with_an_unreachable_alias_is_one_line(tiers, broken_cold_alias):  # noqa: F811
-    seed(old=2, new=1, lines=1)
+def test_analyze_tiers_with_an_unreachable_alias_is_one_line(tiers, request):
+    seed(old=2, new=1, lines=1)  # while cold answers: a new customer's unique email is checked there
+    broken_cold_alias = request.getfixturevalue("broken_cold_alias")
     with pytest.raises(CommandError) as excinfo:
         run_command("analyze_tiers")
     text = str(excinfo.value)
