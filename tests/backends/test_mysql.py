@@ -40,7 +40,8 @@ def test_auto_increment_is_ahead_of_keys_copied_in_and_bytes_are_measured():
     Order.objects.using("my_cold").bulk_create([Order(pk=pk, customer_id=1, created_at=timezone.now())
                                                 for pk in (7, 40)])
     backends.ops("my_cold").advance_sequences([Order])
-    assert Order.objects.using("my_cold").create(customer_id=1, created_at=timezone.now()).pk == 41
+    # ahead, not 41: a flush deletes rows and InnoDB keeps AUTO_INCREMENT where earlier tests left it
+    assert Order.objects.using("my_cold").create(customer_id=1, created_at=timezone.now()).pk > 40
     nbytes, method = backends.ops("my_cold").table_bytes(["orders_order"])
     assert nbytes > 0 and method == "information_schema"
     assert backends.ops("my_cold").locks_rows and not backends.ops("my_cold").nulls_largest

@@ -62,6 +62,14 @@ class TierOperations(BaseTierOperations):
 
     locks_rows = True  # InnoDB: SELECT ... FOR UPDATE locks the rows (and gaps) it read until the commit
 
+    def index_on(self, table: str, column: str) -> str | None:
+        """The quoted name of an index of ``table`` that starts with ``column`` (InnoDB gives every foreign
+        key one), or None. The copy paths name it in FORCE INDEX: see ``paths.mysql_insert``."""
+        with self.connection.cursor() as cursor:
+            constraints = self.connection.introspection.get_constraints(cursor, table)
+        names = sorted(name for name, c in constraints.items() if c["index"] and c["columns"][:1] == [column])
+        return self.connection.ops.quote_name(names[0]) if names else None
+
     def refresh_stats(self, table: str) -> None:
         """Nothing to do: InnoDB recalculates a table's statistics by itself once a tenth of it changed
         (``innodb_stats_auto_recalc``); ANALYZE TABLE would commit the caller's transaction."""

@@ -1,12 +1,13 @@
 """Two MySQL/MariaDB servers: lock the batch in the source, insert it into the target in multi-row INSERTs,
 verify with a digest each server computes of its own rows.
 
-Source transaction: ``SELECT ... ORDER BY pk FOR UPDATE`` reads and locks the batch (range + policy) and
-its children. The target gets them as multi-row ``INSERT ... ON DUPLICATE KEY UPDATE pk = pk`` statements
-(the driver packs a batch into few statements; a stale copy is left alone for the verify). Each server
-then digests the batch: count, bytes and the exact sum of a 60-bit MD5 prefix of each row's canonical
-text (``QUOTE`` of every column, so NULL, '' and 'NULL' differ). When the digests differ, the rows' MD5s
-name the parents that differ; their copies are removed and inserted again from the rows read (the
+Source transaction: ``SELECT ... FOR UPDATE`` reads and locks the batch (range + policy) and its
+children, each table through a named index (FORCE INDEX: the primary key, a child's parent-key index;
+why in ``paths.mysql_insert``). The target gets them as multi-row ``INSERT ... ON DUPLICATE KEY UPDATE
+pk = pk`` statements (the driver packs a batch into few statements; a stale copy is left alone for the
+verify). Each server then digests the batch: count, bytes and the exact sum of a 60-bit MD5 prefix of
+each row's canonical text (``QUOTE`` of every column, so NULL, '' and 'NULL' differ). When the digests
+differ, the rows' MD5s name the parents that differ; their copies are removed and inserted again from the rows read (the
 source is authoritative), or left in the source on the second attempt. The target commits, then the
 source deletes and commits (with the ledger, to cold). A crash between the two commits leaves copies the
 repair removes.
@@ -32,6 +33,9 @@ class MySQLBulkPath(BaseCopyPath):
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
         self.parent, self.children = tables_of(ctx)
+        ops = backends.ops(ctx.source)
+        self.hints = {c.table: force_index(ops.index_on(child.model._meta.db_table, child.fk.column))
+                      for (c, _), child in zip(self.children, ctx.tiered.children)}
 
     def parts(self) -> list[tuple[Table, str]]:
         """(table, the column holding its parent key) of the parent and each child."""
@@ -42,7 +46,7 @@ class MySQLBulkPath(BaseCopyPath):
         where, params = ctx.where_sql
         with transaction.atomic(using=ctx.source), connections[ctx.source].cursor() as src:
             t0 = time.monotonic()
-            src.execute(f"SELECT {', '.join(t.cols)} FROM {t.table} WHERE {t.table}.{t.pk} >= %s "
+            src.execute(f"SELECT {', '.join(t.cols)} FROM {t.table} FORCE INDEX (PRIMARY) WHERE {t.table}.{t.pk} >= %s "
                         f"AND {t.table}.{t.pk} <= %s AND ({where}) ORDER BY {t.pk} FOR UPDATE",
                         [keys[0], keys[-1], *params])
             rows = {t.table: src.fetchall()}
@@ -51,8 +55,8 @@ class MySQLBulkPath(BaseCopyPath):
             if not batch_keys:  # nothing eligible is left in the range
                 return self.finish(src, batch, keys, batch_keys, [], 0, time.monotonic() - t0, 0.0)
             for c, fk in self.children:
-                src.execute(f"SELECT {', '.join(c.cols)} FROM {c.table} WHERE {fk} IN ({marks(batch_keys)}) "
-                            f"ORDER BY {c.pk} FOR UPDATE", batch_keys)
+                src.execute(f"SELECT {', '.join(c.cols)} FROM {c.table}{self.hints[c.table]} "
+                            f"WHERE {fk} IN ({marks(batch_keys)}) ORDER BY {fk}, {c.pk} FOR UPDATE", batch_keys)
                 rows[c.table] = src.fetchall()
             with transaction.atomic(using=ctx.target), connections[ctx.target].cursor() as dst:
                 self.insert(dst, rows, None)
@@ -83,9 +87,10 @@ class MySQLBulkPath(BaseCopyPath):
         t0 = time.monotonic()
         if batch_keys:
             self.checked_delete(
-                src, batch, [(f"DELETE FROM {c.table} WHERE {fk} IN ({marks(batch_keys)})", batch_keys)
-                             for c, fk in self.children],
-                (f"DELETE FROM {t.table} WHERE {t.table}.{t.pk} IN ({marks(batch_keys)}) AND ({where})",
+                src, batch, [(f"DELETE {c.table} FROM {c.table}{self.hints[c.table]} WHERE {fk} IN "
+                              f"({marks(batch_keys)})", batch_keys) for c, fk in self.children],
+                (f"DELETE {t.table} FROM {t.table} FORCE INDEX (PRIMARY) WHERE {t.table}.{t.pk} IN "
+                 f"({marks(batch_keys)}) AND ({where})",
                  [*batch_keys, *params]), rows, child_rows)
         faults.checkpoint("after_delete_before_ledger")
         result = BatchResult(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds,
@@ -152,6 +157,10 @@ class MySQLBulkPath(BaseCopyPath):
 def row_text(t: Table) -> str:
     """A row's canonical text on either server: every column QUOTEd (NULL unquoted), comma-separated."""
     return "CONCAT_WS(',', " + ", ".join(f"QUOTE({c})" for c in t.cols) + ")"
+
+
+def force_index(name: str | None) -> str:
+    return f" FORCE INDEX ({name})" if name else ""
 
 
 def marks(values) -> str:

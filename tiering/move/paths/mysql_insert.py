@@ -6,10 +6,17 @@ children, ``INSERT ... SELECT ... ON DUPLICATE KEY UPDATE pk = pk`` copies (a st
 the verify; ``INSERT IGNORE`` would also turn a truncated value into a warning), a join compares every
 column with ``<=>`` (text as binary strings: the collations ignore case and trailing spaces), and the
 deletes and (to cold) the ledger commit together: a crash rolls the whole batch back.
+
+The statements that lock (the locking reads, the copies' ``INSERT ... SELECT`` and the deletes) read the
+batch from the keys table outward, ``keys STRAIGHT_JOIN table FORCE INDEX (...)``: InnoDB locks the rows a
+statement reads, so a plan that scans a table would lock rows outside the batch, and a child locked
+through its primary key, not through its parent-key index as the application's ``DELETE ... WHERE
+order_id = ...`` locks it, deadlocks with the application (each holds one of the two entries).
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 from django.db import connections, transaction
 
@@ -17,18 +24,37 @@ from ... import backends
 from ...models import MigrationBatch
 from .. import faults, ledger
 from .base import BatchResult, temp_table_name
-from .one_connection import OneConnectionPath, Statements
+from .one_connection import OneConnectionPath, Statements, table_of
 
 
+@dataclass(frozen=True)
 class MySQLStatements(Statements):
+    indexes: dict = field(default_factory=dict)  # quoted child table: its quoted parent-key index (or None)
+
+    def batch_rows(self, t, key: str, keys: str, alias: str | None = None) -> str:
+        """The FROM clause of the rows of ``t`` whose ``key`` is in the temp table ``keys``, read from
+        ``keys`` outward through the index on ``key``; ``alias`` names ``t`` (else its table name)."""
+        index = "PRIMARY" if key == t.pk else self.indexes.get(t.table)
+        return (f"{keys} AS tiering_k STRAIGHT_JOIN {self.src}{t.table}{f' AS {alias}' if alias else ''}"
+                f"{f' FORCE INDEX ({index})' if index else ''} ON {alias or t.table}.{key} = tiering_k.pk")
+
+    def lock_children(self, cur, children) -> None:
+        for c, fk in children:
+            cur.execute(f"SELECT COUNT(*) FROM (SELECT s.{c.pk} FROM {self.batch_rows(c, fk, self.keys, 's')} "
+                        f"FOR UPDATE) locked")
+
+    def copy(self, cur, parent, children, keys):
+        for t, key in [(parent, parent.pk)] + children:
+            cur.execute(f"INSERT INTO {self.dst}{t.table} ({', '.join(t.cols)}) "
+                        f"SELECT {', '.join(f's.{c}' for c in t.cols)} FROM {self.batch_rows(t, key, keys, 's')} "
+                        f"{self.keep_existing(self.dst + t.table, t.pk)}")
+
     def deletes(self, parent, children, where):
-        """Multi-table DELETEs joined to the keys: MariaDB before 11.1 runs a single-table DELETE's
-        ``IN (SELECT ...)`` once per row of the whole table."""
+        """Multi-table DELETEs (MariaDB before 11.1 runs a single-table DELETE's ``IN (SELECT ...)`` once per
+        row of the whole table); the parents' keeps its table's name for the policy ``where``."""
         sql, params = where
-        keys = f"JOIN {self.keys} AS tiering_k ON tiering_k.pk = "
-        return ([(f"DELETE {c.table} FROM {self.src}{c.table} {keys}{c.table}.{fk}", None) for c, fk in children],
-                (f"DELETE {parent.table} FROM {self.src}{parent.table} {keys}{parent.table}.{parent.pk} "
-                 f"WHERE ({sql})", params))
+        return ([(f"DELETE s FROM {self.batch_rows(c, fk, self.keys, 's')}", None) for c, fk in children],
+                (f"DELETE {parent.table} FROM {self.batch_rows(parent, parent.pk, self.keys)} WHERE ({sql})", params))
 
 
 def source_bytes(t) -> str:
@@ -47,13 +73,15 @@ class MySQLInsertPath(OneConnectionPath):
 
     def __init__(self, ctx) -> None:
         super().__init__(ctx)
-        qn = connections[ctx.source].ops.quote_name
-        self.databases = backends.ops(ctx.source).database(), backends.ops(ctx.target).database()
+        qn, ops = connections[ctx.source].ops.quote_name, backends.ops(ctx.source)
+        self.databases = ops.database(), backends.ops(ctx.target).database()
         table = ctx.model._meta.db_table
         self.keys = temp_table_name(ctx.source, "tiering_keys", table)
         self.bad = temp_table_name(ctx.source, "tiering_bad", table)
+        indexes = {table_of(c.model, ctx.source).table: ops.index_on(c.model._meta.db_table, c.fk.column)
+                   for c in ctx.tiered.children}
         self.sql = MySQLStatements(src=f"{qn(self.databases[0])}.", dst=f"{qn(self.databases[1])}.", keys=self.keys,
-                              bad=self.bad, in_batch=f"IN (SELECT pk FROM {self.keys})", same="<=>",
+                              bad=self.bad, member="IN (SELECT pk FROM {keys})", same="<=>", indexes=indexes,
                               source_bytes=source_bytes,
                               keep_existing=lambda table, pk: f"ON DUPLICATE KEY UPDATE {table}.{pk} = {table}.{pk}",
                               same_text="BINARY {d} <=> BINARY {s}")
@@ -70,13 +98,11 @@ class MySQLInsertPath(OneConnectionPath):
                 cur.execute(f"DELETE FROM {temp}")
             # the batch: keys in the range that are eligible now, locked with their children until the commit
             cur.execute(f"INSERT INTO {self.keys} SELECT {t.table}.{t.pk} FROM {sql.src}{t.table} "
-                        f"WHERE {t.table}.{t.pk} >= %s AND {t.table}.{t.pk} <= %s AND ({where}) "
+                        f"FORCE INDEX (PRIMARY) WHERE {t.table}.{t.pk} >= %s AND {t.table}.{t.pk} <= %s AND ({where}) "
                         f"ORDER BY 1 FOR UPDATE", [keys[0], keys[-1], *params])
-            for c, fk in self.children:
-                cur.execute(f"SELECT COUNT(*) FROM (SELECT {c.pk} FROM {sql.src}{c.table} WHERE {fk} {sql.in_batch} "
-                            f"ORDER BY {c.pk} FOR UPDATE) locked")
+            sql.lock_children(cur, self.children)
             count_target = sql.children_in_target(cur, self.children, keys[0], keys[-1])
-            sql.copy(cur, t, self.children, sql.in_batch)
+            sql.copy(cur, t, self.children, sql.keys)
             backends.ops(ctx.target).advance_sequences(ctx.tiered.unit, cur)
             copy_seconds = time.monotonic() - t0
             faults.checkpoint("after_copy")

@@ -48,7 +48,7 @@ class Statements:
     dst: str        # prefix of the target's tables
     keys: str       # temp table of the batch's parent keys
     bad: str        # temp table of the parent keys whose copy (or a child's) differs
-    in_batch: str   # "<column> {in_batch}": membership in ``keys``, in the form this database searches fastest
+    member: str     # "<column> {member}": membership in the temp table {keys}, in the form searched fastest
     same: str       # null-safe equality
     source_bytes: Callable[[Table], str]  # aggregate SQL of the payload bytes of the source rows ``s``
     # the clause after an INSERT that leaves a row alone whose key (table, quoted key column) is there already
@@ -57,13 +57,17 @@ class Statements:
     # or trailing spaces there: a format with {d} and {s}
     same_text: str | None = None
 
+    @property
+    def in_batch(self) -> str:
+        return self.member.format(keys=self.keys)
+
     def copy(self, cur, parent: Table, children: list, keys: str) -> None:
-        """Copy the parents (``pk {keys}``), then their children (``fk {keys}``); a key already in the target
-        is left alone (the verify compares it)."""
+        """Copy the parents whose key is in the temp table ``keys``, then their children; a key already in
+        the target is left alone (the verify compares it)."""
         for t, key in [(parent, parent.pk)] + children:
             cols = ", ".join(t.cols)
             cur.execute(f"INSERT INTO {self.dst}{t.table} ({cols}) SELECT {cols} FROM {self.src}{t.table} "
-                        f"WHERE {key} {keys} {self.keep_existing(self.dst + t.table, t.pk)}")
+                        f"WHERE {key} {self.member.format(keys=keys)} {self.keep_existing(self.dst + t.table, t.pk)}")
 
     def children_in_target(self, cur, children: list, low: Any, high: Any) -> bool:
         """Before the copy: does the target hold a child of any parent key in ``low``..``high``? One index
@@ -92,12 +96,12 @@ class Statements:
     def mend(self, cur, parent: Table, children: list, attempt: int) -> int:
         """Remove the differing copies; copy them again (first attempt) or keep them out of the batch."""
         bad = self._bad_keys(cur, parent, children)
-        in_bad = f"IN (SELECT pk FROM {self.bad})"
+        in_bad = self.member.format(keys=self.bad)
         for c, fk in children:
             cur.execute(f"DELETE FROM {self.dst}{c.table} WHERE {fk} {in_bad}")
         cur.execute(f"DELETE FROM {self.dst}{parent.table} WHERE {parent.pk} {in_bad}")
         if attempt == 0:
-            self.copy(cur, parent, children, in_bad)
+            self.copy(cur, parent, children, self.bad)
         else:
             cur.execute(f"DELETE FROM {self.keys} WHERE pk {in_bad}")
         return bad

@@ -40,7 +40,7 @@ class PgSchemaPath(OneConnectionPath):
         self.bad = "pg_temp." + temp_table_name(ctx.source, "tiering_bad", table)
         # an array the index can be searched with (IN (SELECT ...) was a hash join over the whole table per batch)
         self.sql = Statements(src=f"{qn(self.schemas[0])}.", dst=f"{qn(self.schemas[1])}.", keys=self.keys,
-                              bad=self.bad, in_batch=f"= ANY(ARRAY(SELECT pk FROM {self.keys}))",
+                              bad=self.bad, member="= ANY(ARRAY(SELECT pk FROM {keys}))",
                               same="IS NOT DISTINCT FROM", source_bytes=lambda table: ROW_TEXT_BYTES)
 
     def move_batch(self, batch: MigrationBatch, keys: list) -> BatchResult:
@@ -62,7 +62,7 @@ class PgSchemaPath(OneConnectionPath):
                 cur.execute(f"SELECT count(*) FROM (SELECT 1 FROM {sql.src}{c.table} WHERE {fk} {sql.in_batch} "
                             f"ORDER BY {c.pk} FOR UPDATE) locked")
             count_target = sql.children_in_target(cur, self.children, keys[0], keys[-1])
-            sql.copy(cur, t, self.children, sql.in_batch)
+            sql.copy(cur, t, self.children, sql.keys)
             # in this transaction, where the new keys are visible
             backends.ops(ctx.target).advance_sequences(ctx.tiered.unit, cur, self.schemas[1])
             copy_seconds = time.monotonic() - t0

@@ -67,7 +67,7 @@ class SQLiteAttachPath(OneConnectionPath):
         key_type, suffix = ("INTEGER", "_int") if "INT" in ctx.model._meta.pk.rel_db_type(conn).upper() else ("", "")
         self.key_type, self.keys, self.bad = key_type, f"tiering_batch{suffix}", f"tiering_bad{suffix}"
         self.sql = Statements(src="tiering_src.", dst="main.", keys=f"temp.{self.keys}", bad=f"temp.{self.bad}",
-                              in_batch=f"IN (SELECT pk FROM temp.{self.keys})", same="IS",
+                              member="IN (SELECT pk FROM {keys})", same="IS",
                               source_bytes=payload_bytes)
         # the application does not write to cold: its index pages, rewritten by every batch, are copied into
         # the file once per few batches instead of once per batch
@@ -114,7 +114,7 @@ class SQLiteAttachPath(OneConnectionPath):
                             f"AS {t.table} WHERE {t.table}.{t.pk} >= %s AND {t.table}.{t.pk} <= %s AND ({where})",
                             [low, high, *params])
                 count_target = sql.children_in_target(cur, self.children, low, high)
-                sql.copy(cur, parent, self.children, sql.in_batch)
+                sql.copy(cur, parent, self.children, sql.keys)
                 copy_seconds = time.monotonic() - t0
                 faults.checkpoint("after_copy")
                 result = self.verify_and_delete(sql, cur, batch, keys, copy_seconds, count_target)
