@@ -40,15 +40,19 @@ def pytest_sessionstart(session):
     instead of skipping its tests, so a missing install step cannot pass as green."""
     if os.environ.get("HOTCOLD_REQUIRE_SERVERS") != "1":
         return
-    missing = [reason for reason in (django_settings.PG_SKIP_REASON, django_settings.REDIS_SKIP_REASON) if reason]
+    missing = [reason for reason in (django_settings.PG_SKIP_REASON, django_settings.MY_SKIP_REASON,
+                                     django_settings.REDIS_SKIP_REASON) if reason]
     if missing:
         pytest.exit("test servers unavailable: " + "; ".join(missing), returncode=3)
 
 
 def pytest_generate_tests(metafunc):
-    """``tiers`` runs over the DEFAULT_PAIRS, or over those a module names in ``TIER_PAIRS``."""
+    """``tiers`` runs over the DEFAULT_PAIRS, over those a module names in ``TIER_PAIRS``, or over those a
+    test names with ``@pytest.mark.tier_pairs(...)``."""
     if "tiers" in metafunc.fixturenames:
-        metafunc.parametrize("tiers", list(getattr(metafunc.module, "TIER_PAIRS", DEFAULT_PAIRS)), indirect=True)
+        marker = metafunc.definition.get_closest_marker("tier_pairs")
+        pairs = marker.args if marker else getattr(metafunc.module, "TIER_PAIRS", DEFAULT_PAIRS)
+        metafunc.parametrize("tiers", list(pairs), indirect=True)
 
 
 @pytest.fixture

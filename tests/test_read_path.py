@@ -17,7 +17,7 @@ from tiering.query import TieringQueryError
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema"]  # MariaDB: its save of a cold row waits for a MySQL hold_off_writers
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb", "mariadb_db"]  # + MariaDB
 
 
 def order(alias, pk, days_ago=0, **kwargs):

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django import forms
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError, models
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -15,10 +15,13 @@ from accounts.models import Customer
 from tests.dashboard_helpers import VIEWER_PERMS
 from tests.test_pages import login
 from tiering import move
+from tiering.exceptions import TieringQueryError
 from tiering.models import Direction, MigrationRun, UniqueConflict
 from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb", "mariadb_db"]  # + MariaDB
 
 CUSTOMER = "accounts.Customer"
 
@@ -83,6 +86,21 @@ def test_updates_in_either_tier_meet_the_other_tier(tiers):
     ann.email, ann.name = "ann@example.com", "Ann B"
     ann.save(update_fields=["name"])
     assert Customer.objects.cold().get(pk=1).name == "Ann B"
+
+
+@pytest.mark.tier_pairs("mariadb")
+def test_a_cold_write_inside_a_begun_read_committed_hot_transaction_is_refused_in_one_line(tiers):
+    """MySQL checks a cold write's value in hot under REPEATABLE READ (its gap locks hold off hot's
+    writers); a hot transaction already begun under Django's READ COMMITTED cannot switch, so it is said."""
+    ann = cold_customer(tiers.hot)
+    ann.email = "ann.b@example.com"
+    with transaction.atomic(using=tiers.hot):
+        Customer.objects.hot().count()  # hot's transaction has begun
+        with pytest.raises(TieringQueryError, match="isolation_level': 'repeatable read'"):
+            ann.save()
+    assert emails(tiers.cold) == ["ann@example.com"]  # the refused write rolled back
+    ann.save()  # outside it, the same save passes
+    assert emails(tiers.cold) == ["ann.b@example.com"]
 
 
 class CustomerForm(forms.ModelForm):

@@ -30,7 +30,8 @@ in both tiers for a moment, never in neither.
   copy in hot's index.
 * Writing V in cold (saving a row loaded from cold): the write, then a lock
   on hot's table that holds off hot's writers (``hold_off_writers``: SHARE
-  on PostgreSQL, the write lock on SQLite), then a probe of hot; cold commits
+  on PostgreSQL, the write lock on SQLite; on MySQL the probe itself locks
+  V's place in hot's unique index), then a probe of hot; cold commits
   before the hot lock is released. A hot write of V either committed before
   the lock was granted (the probe sees it) or waits for the lock, and its own
   probe of cold then sees V committed. The lock comes after the cold write,
@@ -94,17 +95,18 @@ def other_tier(alias: str) -> str | None:
 def guarded(model: type[models.Model], aliases: list[str]):
     """One transaction per alias written, hot's opened first and committed last (writing cold, hot's
     transaction is opened too: ``refuse_taken`` holds off hot's writers in it)."""
-    hot = tiering_settings.HOT
+    hot, opened = tiering_settings.HOT, set(aliases)
+    if tiering_settings.COLD in opened:
+        opened.add(hot)  # for refuse_taken's hold on hot, released after cold's commit
     with contextlib.ExitStack() as stack:
-        for alias in sorted(set(aliases), key=lambda a: a != hot):
+        for alias in sorted(opened, key=lambda a: a != hot):
             stack.enter_context(transaction.atomic(using=alias, savepoint=False))
-        if tiering_settings.COLD in aliases and hot not in aliases:  # for refuse_taken's hold on hot
-            stack.enter_context(transaction.atomic(using=hot, savepoint=False))
         yield
 
 
-def hold_off_hot_writers(model: type[models.Model]) -> None:
-    backends.ops(tiering_settings.HOT).hold_off_writers(model._meta.db_table)
+def hold_off_hot_writers(model: type[models.Model]) -> str:
+    """The hold on hot's writers (``hold_off_writers``); returns the clause that hot's probes end with."""
+    return backends.ops(tiering_settings.HOT).hold_off_writers(model._meta.db_table)
 
 
 def _lookup(names: tuple[str, ...], values: tuple) -> models.Q | None:
@@ -118,11 +120,14 @@ def values_of(obj: models.Model, names: tuple[str, ...]) -> tuple:
     return tuple(getattr(obj, obj._meta.get_field(n).attname) for n in names)
 
 
-def taken(model: type[models.Model], alias: str, rows: list[tuple], sets) -> list[tuple]:
+def taken(model: type[models.Model], alias: str, rows: list[tuple], sets, *, lock: bool = False) -> list[tuple]:
     """Which of ``rows`` ((key, {set: values}), ...) have a set's values held in ``alias`` on another key:
-    [(key, set, holder key)]. One query per set and chunk: an indexed probe per value."""
+    [(key, set, holder key)]. One query per set and chunk: an indexed probe per value (``lock``: a locking
+    read, where ``hold_off_writers`` asks for one)."""
     found = []
     manager = models.QuerySet(model).using(alias)  # one tier: no tiered queryset machinery on the way
+    if lock:
+        manager = manager.select_for_update()
     for names in sets:
         wanted = {}
         for key, values in rows:
@@ -150,13 +155,14 @@ def refuse_taken(model: type[models.Model], alias: str, objs, sets, *, new: bool
     other = other_tier(alias)
     if other is None or not sets:
         return
+    lock = ""
     if alias == tiering_settings.COLD:
-        hold_off_hot_writers(model)  # after the cold write, before the probe: see the module docstring
+        lock = hold_off_hot_writers(model)  # after the cold write, before the probe: see the module docstring
     if len(objs) == 1:
-        clashes = probe_one(model, other, objs[0], sets, new)
+        clashes = probe_one(model, other, objs[0], sets, new, lock)
     else:
         rows = [(None if new else obj.pk, {names: values_of(obj, names) for names in sets}) for obj in objs]
-        clashes = taken(model, other, rows, sets)
+        clashes = taken(model, other, rows, sets, lock=bool(lock))
     if clashes:
         key, names, holder = clashes[0]
         raise IntegrityError(
@@ -164,9 +170,10 @@ def refuse_taken(model: type[models.Model], alias: str, objs, sets, *, new: bool
             f"the {'cold' if other == tiering_settings.COLD else 'hot'} tier holds it on key {holder!r}")
 
 
-def probe_one(model: type[models.Model], alias: str, obj: models.Model, sets, new: bool) -> list[tuple]:
+def probe_one(model: type[models.Model], alias: str, obj: models.Model, sets, new: bool,
+              lock: str = "") -> list[tuple]:
     """``taken`` for one row, one SQL statement per unique set (a save's probe: compiling it with the ORM
-    would cost more than the indexed lookup itself)."""
+    would cost more than the indexed lookup itself); ``lock`` ends each statement."""
     conn = connections[alias]
     qn, meta, pk = conn.ops.quote_name, model._meta, model._meta.pk
     for names in sets:
@@ -181,7 +188,7 @@ def probe_one(model: type[models.Model], alias: str, obj: models.Model, sets, ne
             sql += f" AND {qn(pk.column)} <> %s"
             params.append(pk.get_db_prep_value(obj.pk, conn, prepared=False))
         with conn.cursor() as cursor:
-            cursor.execute(sql + " LIMIT 1", params)
+            cursor.execute(sql + " LIMIT 1" + lock, params)
             row = cursor.fetchone()
         if row is not None:
             return [(None if new else obj.pk, names, pk.to_python(row[0]))]

@@ -7,8 +7,11 @@ Usage: python tests/move/unique_driver.py HOT COLD ROLE ARGS... with the test se
   manager until the file STOP exists; prints how many it created (the keys);
 * ``rename PREFIX N``: set cold customers' email to ``PREFIX<i>@example.com`` (a save of a row loaded from
   cold) until STOP exists; prints how many saves succeeded.
+* ``save-one PK EMAIL``: one save of cold customer PK with EMAIL; ``update-one PK EMAIL``: the same as a
+  ``QuerySet.update()`` of cold; ``create-one EMAIL``: one create of EMAIL. Each prints ``ready`` before
+  its write, then ``written`` or ``refused <error class>``.
 
-A writer prints ``ready`` once Django is up and its first write is done.
+A looping writer prints ``ready`` once Django is up and its first write is done.
 """
 import os
 import random
@@ -36,6 +39,21 @@ if role == "move":
     command = ["migrate_cold"] if direction == "to_cold" else ["restore_hot", "--all"]
     call_command(*command, "--model", "accounts.Customer", "--no-input", "--batch-size", batch, verbosity=0)
     print("moved", flush=True)
+    sys.exit(0)
+
+if role in ("save-one", "update-one", "create-one"):
+    row = Customer.objects.cold().get(pk=args[0]) if role == "save-one" else Customer(name="writer")
+    print("ready", flush=True)
+    row.email = args[-1]
+    try:
+        if role == "update-one":
+            Customer.objects.cold().filter(pk=args[0]).update(email=args[-1])
+        else:
+            row.save()
+    except (IntegrityError, OperationalError) as exc:
+        print("refused", type(exc).__name__, flush=True)
+    else:
+        print("written", flush=True)
     sys.exit(0)
 
 prefix, n = args[0], int(args[1])

@@ -55,9 +55,10 @@ class BaseTierOperations:
         """Keep the key generators of ``model_list`` ahead of the largest key copied in."""
         raise self.unsupported("how its key sequences advance")
 
-    def hold_off_writers(self, table: str) -> None:
-        """Inside a transaction: no other transaction writes ``table`` until this one ends (``tiering.unique``
-        takes it in hot before writing a unique value in cold)."""
+    def hold_off_writers(self, table: str) -> str:
+        """Inside a transaction: until it ends, no other transaction writes a value of ``table`` that the
+        probes which follow read (``tiering.unique`` takes it in hot after writing a unique value in cold).
+        Returns the clause those probes end with: "" where the lock is on the whole table."""
         raise self.unsupported("how it holds off the writers of a table")
 
     @property

@@ -5,9 +5,13 @@ reaches with qualified names (the ``mysql_insert`` path).
 """
 from __future__ import annotations
 
-from django.db import DatabaseError
+from django.db import DatabaseError, OperationalError
 
+from ..exceptions import TieringQueryError
 from .base import BaseTierOperations, Place
+
+# ER_CANT_CHANGE_TX_CHARACTERISTICS: SET TRANSACTION inside a transaction that has begun
+CANT_CHANGE_TX_CHARACTERISTICS = 1568
 
 
 class TierOperations(BaseTierOperations):
@@ -59,6 +63,24 @@ class TierOperations(BaseTierOperations):
         """Nothing to do: InnoDB moves a table's AUTO_INCREMENT past every explicit key inserted (and keeps
         it across restarts since MariaDB 10.2.4 and MySQL 8.0); an ``ALTER TABLE`` here would commit the
         batch's transaction half-way."""
+
+    def hold_off_writers(self, table: str) -> str:
+        """InnoDB has no table lock inside a transaction (LOCK TABLES commits it), so the probes lock the
+        values they read: FOR UPDATE under REPEATABLE READ locks a missing value's gap in the unique index,
+        and a writer of the value waits for the commit. Under READ COMMITTED (Django's default for MySQL)
+        a search locks no gap, so the transaction is started in REPEATABLE READ."""
+        if self.connection.isolation_level not in ("repeatable read", "serializable"):
+            try:
+                with self.connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            except OperationalError as exc:
+                if exc.args[:1] != (CANT_CHANGE_TX_CHARACTERISTICS,):
+                    raise
+                raise TieringQueryError(
+                    f"A unique value of {table} written in cold is checked in hot ({self.alias!r}) under REPEATABLE "
+                    "READ, and hot's transaction had already begun under READ COMMITTED: write the cold row outside "
+                    "that transaction, or give hot OPTIONS {'isolation_level': 'repeatable read'}") from None
+        return " FOR UPDATE"
 
     locks_rows = True  # InnoDB: SELECT ... FOR UPDATE locks the rows (and gaps) it read until the commit
 
