@@ -66,7 +66,7 @@ def env(port: int, hot: str, cold: str) -> dict:
 def template(port: int) -> tuple[str, str]:
     hot, cold = "bench_template_hot", "bench_template_cold"
     for name in (hot, cold):
-        execute(port, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name} COLLATE utf8mb4_bin")
+        execute(port, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name} COLLATE utf8mb4_nopad_bin")
     for alias in ("default", "cold"):
         subprocess.run([PYTHON, "-m", "django", "migrate", "--database", alias, "-v", "0"], cwd=ROOT,
                        env=env(port, hot, cold), check=True)
@@ -79,7 +79,7 @@ def clone(port: int, source: tuple[str, str], tag: str) -> tuple[str, str]:
     with conn.cursor() as cur:
         for src, dst in zip(source, target):
             cur.execute(f"DROP DATABASE IF EXISTS {dst}")
-            cur.execute(f"CREATE DATABASE {dst} COLLATE utf8mb4_bin")
+            cur.execute(f"CREATE DATABASE {dst} COLLATE utf8mb4_nopad_bin")
             cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [src])
             names = [row[0] for row in cur.fetchall()]
             cur.execute("SET foreign_key_checks = 0")

@@ -9,7 +9,7 @@ and started as the ``postgres`` user with a data directory that user owns.
 The cluster uses the C collation so that text sorts by code point in both
 tiers, as the merged read path compares text. Two MariaDB servers (``mariadb``
 and ``mariadb2``, run as the ``mysql`` user) give the two-server pair; their
-test databases are created with the utf8mb4_bin collation for the same reason.
+test databases are created with the utf8mb4_nopad_bin collation for the same reason.
 """
 from __future__ import annotations
 
@@ -233,7 +233,7 @@ def ensure_mariadb(name: str = "mariadb") -> Server:
                  f"--socket={my_dir}/mysqld.sock", f"--pid-file={my_dir}/mysqld.pid", "--local-infile=1",
                  "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=256M",
                  "--innodb-log-file-size=256M", "--max-connections=300", "--character-set-server=utf8mb4",
-                 "--collation-server=utf8mb4_bin", "--max-allowed-packet=256M"],
+                 "--collation-server=utf8mb4_nopad_bin", "--max-allowed-packet=256M"],
                 stdout=log, stderr=log, start_new_session=True)
     except (subprocess.CalledProcessError, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)

@@ -61,7 +61,7 @@ if PG.url:
         DATABASES["pg_hot"]["PORT"] = os.environ["HOTCOLD_TEST_PG_HOT_PORT"]
 
 # MariaDB: hot and cold_db on one server, cold on a second one. The test databases sort text by code point
-# (utf8mb4_bin), as the merged read path does; tiering's check E018 asks users for the same.
+# without padding (utf8mb4_nopad_bin), as the merged read path does; tiering's check E020 asks users for the same.
 MY = servers.ensure_mariadb()
 MY2 = servers.ensure_mariadb("mariadb2") if MY.url else MY
 MY_SKIP_REASON = MY.reason or MY2.reason
@@ -71,7 +71,7 @@ if MY.url and MY2.url:
         db = dj_database_url.parse(server.url.rsplit("/", 1)[0] + f"/{name}")
         db["ENGINE"] = PROMETHEUS_ENGINES.get(db["ENGINE"], db["ENGINE"])
         db["OPTIONS"] = {"charset": "utf8mb4", "local_infile": 1}
-        db["TEST"] = {"NAME": f"test_{name}_{RUN_ID}", "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"}
+        db["TEST"] = {"NAME": f"test_{name}_{RUN_ID}", "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_nopad_bin"}
         if SUBPROCESS:
             db["NAME"] = db["TEST"]["NAME"]
         DATABASES[alias] = db

@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 from orders.models import Order
 from tiering import merge
 
-# not MariaDB yet: utf8mb4_bin pads spaces, so it orders "" and "\x1f" unlike the merge (open)
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema"]
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb", "mariadb_db"]  # + MariaDB
 
 DATES = [
     datetime(2023, 1, 1, tzinfo=UTC),

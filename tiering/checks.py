@@ -5,7 +5,7 @@ or cannot work), W0xx for settings that work but cost speed or leave a
 hazard (W002: a save that can duplicate a moved row; W003: an unknown key;
 W010, W011: a setting that asks for an optional package that is not installed; E018: tables or
 migrations of a tier that differ from the models; E019: TIERING['THROTTLE']; E020: a text column of a
-tiered model that MySQL/MariaDB sorts case- or accent-insensitively).
+tiered model that MySQL/MariaDB sorts case- or accent-insensitively, or with PAD SPACE).
 """
 from __future__ import annotations
 
@@ -412,27 +412,49 @@ def check_throttle(app_configs=None, **kwargs):
 @checks.register(checks.Tags.database)
 def check_mysql_collations(app_configs=None, databases=None, registry: Iterable[TieredModel] | None = None,
                            **kwargs):
-    """E020: on MySQL/MariaDB, the text columns of tiered models must sort by code point (a binary or
-    ``_bin`` collation), as the merge of both tiers compares in Python: MySQL's default collations compare
-    case- and accent-insensitively, so a merged page would interleave the tiers out of order and skip or
-    repeat rows. Asked of the tiers named in ``check --database``."""
+    """E020: on MySQL/MariaDB, the text columns of tiered models must sort by code point without padding
+    (a ``_bin`` collation with NO PAD), as the merge of both tiers compares in Python: MySQL's default
+    collations compare case- and accent-insensitively, and its PAD SPACE collations (``utf8mb4_bin``
+    among them) compare 'a' equal to 'a ' and sort '' after '\\x1f', so a merged page would interleave the
+    tiers out of order and skip or repeat rows. Asked of the tiers named in ``check --database``."""
     errors = []
     for alias in (tiering_settings.HOT, tiering_settings.COLD):
         if not databases or alias not in databases or alias not in settings.DATABASES:
             continue
-        if connections[alias].vendor != "mysql":
+        connection = connections[alias]
+        if connection.vendor != "mysql":
             continue
+        wanted = "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin"
+        verdicts = {}
         for tiered in list(global_registry if registry is None else registry):
-            with connections[alias].cursor() as cursor:
-                cursor.execute("SELECT column_name, collation_name FROM information_schema.columns WHERE "
-                               "table_schema = DATABASE() AND table_name = %s AND collation_name IS NOT NULL "
-                               "AND collation_name NOT LIKE %s", [tiered.model._meta.db_table, "%\\_bin"])
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT column_name, character_set_name, collation_name FROM information_schema.columns "
+                               "WHERE table_schema = DATABASE() AND table_name = %s AND collation_name IS NOT NULL",
+                               [tiered.model._meta.db_table])
                 found = cursor.fetchall()
-            for column, collation in found:
-                errors.append(checks.Error(
-                    f"{tiered.label}.{column} in {alias!r} sorts with the collation {collation}, which compares "
-                    "text case- or accent-insensitively; the merged reads of both tiers compare text by code point.",
-                    hint="Give the field db_collation='utf8mb4_bin' (then makemigrations and migrate), or create "
-                         "the database with DEFAULT COLLATE utf8mb4_bin.",
-                    obj=tiered.model, id="tiering.E020"))
+            json_columns = {f.column for f in tiered.model._meta.concrete_fields
+                            if f.get_internal_type() == "JSONField"}  # MariaDB's JSON is utf8mb4_bin text
+            for column, charset, collation in found:
+                if column in json_columns:
+                    continue
+                if collation not in verdicts:
+                    verdicts[collation] = collation_problem(connection, charset, collation)
+                if verdicts[collation]:
+                    errors.append(checks.Error(
+                        f"{tiered.label}.{column} in {alias!r} sorts with the collation {collation}, which "
+                        f"{verdicts[collation]}; the merged reads of both tiers compare text by code point.",
+                        hint=f"Give the field db_collation={wanted!r} (then makemigrations and migrate), or create "
+                             f"the database with DEFAULT COLLATE {wanted}.",
+                        obj=tiered.model, id="tiering.E020"))
     return errors
+
+
+def collation_problem(connection, charset: str, collation: str) -> str:
+    """How ``collation`` departs from code-point order, asked of the server ("" when it does not)."""
+    if not collation.endswith("_bin"):
+        return "compares text case- or accent-insensitively"
+    with connection.cursor() as cursor:  # the names come from information_schema: identifiers, not input
+        cursor.execute(f"SELECT CONVERT('' USING {charset}) COLLATE {collation} "
+                       f"< CONVERT(CHAR(31) USING {charset}) COLLATE {collation}")
+        (no_pad,) = cursor.fetchone()
+    return "" if no_pad else "pads text with spaces (PAD SPACE: 'a' equals 'a ', '' sorts after '\\x1f')"

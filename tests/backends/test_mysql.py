@@ -51,7 +51,7 @@ NOTES = ["b", "B", "a", "A", "é", "e", "E", "z", "Z", "ä", "a ", "Ä", "ß", "
 
 
 def test_merged_order_of_mixed_case_and_accents_is_code_point_order(settings):
-    """The test databases sort text with utf8mb4_bin, so both tiers' orders and the merge agree."""
+    """The test databases sort text with utf8mb4_nopad_bin, so both tiers' orders and the merge agree."""
     settings.TIERING = {**django_settings.TIERING, "HOT": "my_hot", "COLD": "my_cold"}
     old = timezone.now() - timedelta(days=400)
     for i, note in enumerate(NOTES, start=1):
@@ -61,15 +61,18 @@ def test_merged_order_of_mixed_case_and_accents_is_code_point_order(settings):
     assert check_mysql_collations(databases=["my_hot", "my_cold"]) == []
 
 
-def test_a_case_insensitive_text_column_is_an_error(settings):
+@pytest.mark.parametrize(("collation", "problem"), [("utf8mb4_general_ci", "case- or accent-insensitively"),
+                                                    ("utf8mb4_bin", "pads text with spaces")])
+def test_a_text_column_not_in_code_point_order_is_an_error(settings, collation, problem):
     settings.TIERING = {**django_settings.TIERING, "HOT": "my_hot", "COLD": "my_cold"}
     with connections["my_cold"].cursor() as cursor:
-        cursor.execute("ALTER TABLE orders_order MODIFY note longtext COLLATE utf8mb4_general_ci NULL")
+        cursor.execute(f"ALTER TABLE orders_order MODIFY note longtext COLLATE {collation} NULL")
     try:
         errors = check_mysql_collations(databases=["my_hot", "my_cold"])
         assert check_mysql_collations() == []  # asked of the databases only with check --database
     finally:
         with connections["my_cold"].cursor() as cursor:
-            cursor.execute("ALTER TABLE orders_order MODIFY note longtext COLLATE utf8mb4_bin NULL")
+            cursor.execute("ALTER TABLE orders_order MODIFY note longtext COLLATE utf8mb4_nopad_bin NULL")
     assert [e.id for e in errors] == ["tiering.E020"]
-    assert "orders.Order.note in 'my_cold'" in errors[0].msg and "utf8mb4_general_ci" in errors[0].msg
+    assert "orders.Order.note in 'my_cold'" in errors[0].msg and collation in errors[0].msg
+    assert problem in errors[0].msg and "utf8mb4_nopad_bin" in errors[0].hint
