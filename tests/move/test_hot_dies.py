@@ -19,8 +19,11 @@ from django.db import connections
 from orders.models import Order
 from tests.servers import ThrowawayPostgres
 from tests.test_commands_move import ROOT, assert_consistent, rows, run_command, seed, subprocess_env
+from tiering import move
+from tiering.exceptions import MoveError
 from tiering.models import BatchState, MigrationBatch, MigrationRun, RunState
 from tiering.move import faults
+from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
@@ -117,3 +120,33 @@ def test_hot_server_killed_mid_run_is_one_line_and_the_next_run_repairs(tiers, t
     assert not MigrationRun.objects.using(tiers.hot).filter(state=RunState.RUNNING).exists()
     assert len(rows(Order, tiers.cold)) == 80
     assert_consistent(tiers, 85, lines_per_order=1)
+
+
+def test_hot_killed_mid_promote_is_one_line_and_the_next_restore_repairs(tiers, throwaway_hot, monkeypatch):
+    """A promote (a cold row read and moved back on access) whose hot server dies: one line naming the
+    cause, and once hot is back the next restore settles the promote's batch as for any run."""
+    seed(old=10, new=0, lines=1)
+    run_command("migrate_cold", "--model", "orders.Order", "--no-input")
+    keys = sorted(rows(Order, tiers.cold).values_list("pk", flat=True))[:4]
+
+    def kill_hot(step):
+        if step == "after_verify":
+            throwaway_hot.kill()
+
+    monkeypatch.setattr(faults, "checkpoint", kill_hot)
+    with pytest.raises(MoveError) as excinfo:
+        move.promote(registry.by_label("orders.Order"), keys)
+    message = str(excinfo.value)
+    assert f"the hot database (alias {tiers.hot!r}) did not answer to record the failure" in message
+    assert "\n" not in message
+    monkeypatch.undo()
+    throwaway_hot.start()
+    connections[tiers.hot].close()
+    (promoted,) = MigrationRun.objects.using(tiers.hot).filter(trigger="promote")
+    assert promoted.state == RunState.RUNNING  # as the dead server left it
+    out = run_command("restore_hot", "--model", "orders.Order", "--pk", str(keys[0]), "--no-input")
+    assert "(succeeded)" in out
+    promoted.refresh_from_db(using=tiers.hot)
+    assert promoted.state == RunState.FAILED and "repaired by run" in promoted.error
+    assert not MigrationBatch.objects.using(tiers.hot).exclude(state__in=[BatchState.DONE, BatchState.UNDONE]).exists()
+    assert_consistent(tiers, 10, lines_per_order=1)

@@ -30,6 +30,11 @@ def abandon(run: MigrationRun) -> None:
     _abandoned.add(run.pk)
 
 
+def abandoned() -> set[int]:
+    """The runs this process gave up (``abandon``): live though their heartbeat may look fresh."""
+    return set(_abandoned)
+
+
 def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from ..conf import tiering_settings
 from ..models import BatchState, Direction, MigrationBatch, MigrationRun, RunState
-from . import keys, ledger, restore
+from . import keys, ledger, locks, restore
 
 logger = logging.getLogger("tiering.mover")
 
@@ -32,7 +32,8 @@ def repair(ctx) -> None:
     batches = (MigrationBatch.objects.using(hot)
                .filter(run__model_label=ctx.tiered.label, run__direction=ctx.direction, state__in=OPEN_STATES)
                .exclude(run=ctx.run)
-               .exclude(run__trigger="promote", run__state=RunState.RUNNING, run__heartbeat_at__gte=fresh)
+               .exclude(Q(run__trigger="promote", run__state=RunState.RUNNING, run__heartbeat_at__gte=fresh)
+                        & ~Q(run__in=locks.abandoned()))
                .select_related("run").order_by("run_id", "seq"))
     for batch in batches:
         # a FAILED batch had its copies undone when it failed: what is left of it is treated the cautious way
@@ -48,7 +49,7 @@ def repair(ctx) -> None:
         logger.warning("run %s: batch %s of run %s %s", ctx.run.pk, batch.seq, batch.run_id, note)
     (MigrationRun.objects.using(hot)
      .filter(model_label=ctx.tiered.label, direction=ctx.direction, state=RunState.RUNNING)
-     .exclude(pk=ctx.run.pk).exclude(trigger="promote", heartbeat_at__gte=fresh)
+     .exclude(pk=ctx.run.pk).exclude(Q(trigger="promote", heartbeat_at__gte=fresh) & ~Q(pk__in=locks.abandoned()))
      .update(state=RunState.FAILED, finished_at=timezone.now(),
              error=f"interrupted; half-done batches repaired by run {ctx.run.pk}"))
 

@@ -90,26 +90,11 @@ def move(
         if direction == Direction.TO_HOT:
             restore.refresh_hold_stats(ctx)  # not on promote's way: a read that promotes must stay cheap
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        # a database that went away is one line; anything else keeps its traceback for the operator
-        logger.error("run %s (%s %s) failed: %s", run.pk, tiered.label, direction, one_line(message),
-                     exc_info=not isinstance(exc, (DatabaseError, MoveError)))
-        try:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not joined:
-                finish_run(run, RunState.FAILED, message, exc=exc)
-            else:
-                MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run.pk).update(error=message)
-        except Exception as unrecorded:  # the ledger's database (hot) is away: the next run's repair records it
-            locks.abandon(run)
-            logger.error("run %s: the failure could not be recorded: %s", run.pk, one_line(unrecorded))
-            raise MoveError(f"the hot database (alias {tiering_settings.HOT!r}) did not answer to record the "
-                            f"failure ({type(unrecorded).__name__}: {one_line(unrecorded)}); nothing is lost: the "
-                            f"next run repairs it. Cause: {type(exc).__name__}: {one_line(exc)}", run) from exc
-        if isinstance(exc, MoveError) and exc.run is None:
-            exc.run = run
-        if isinstance(exc, Exception) and not isinstance(exc, MoveError):
-            raise MoveError(f"run {run.pk} failed: {message}", run) from exc
-        raise
+        close = isinstance(exc, (KeyboardInterrupt, SystemExit)) or not joined  # else the run's owner closes it
+        failure = _record_failure(run, f"{tiered.label} {direction}", exc, close=close)
+        if failure is exc:
+            raise
+        raise failure from exc
     run.refresh_from_db(using=tiering_settings.HOT)
     run.stopped_early = stopped  # a joined run's owner needs it to close the run as STOPPED
     if not joined:
@@ -143,7 +128,7 @@ def _has_work(tiered: TieredModel, direction: str, selection: Selection, now: da
         return True
     hot = tiering_settings.HOT
     fresh = timezone.now() - timedelta(seconds=tiering_settings.LOCK_STALE_SECONDS)
-    live_promote = Q(trigger="promote", state=RunState.RUNNING, heartbeat_at__gte=fresh)
+    live_promote = Q(trigger="promote", state=RunState.RUNNING, heartbeat_at__gte=fresh) & ~Q(pk__in=locks.abandoned())
     runs = (MigrationRun.objects.using(hot).filter(model_label=tiered.label, direction=direction)
             .exclude(live_promote))
     return (runs.filter(state=RunState.RUNNING).exists()
@@ -226,6 +211,33 @@ def finish_run(run: MigrationRun, state: str | None = None, error: str = "", *,
     return run
 
 
+def _record_failure(run: MigrationRun, what: str, exc: BaseException, *, close: bool) -> BaseException:
+    """Log the failure of ``run`` and record it (``close``: as FAILED); returns what to raise: a MoveError of
+    one line naming the run, or ``exc`` itself when it is one or not an Exception. When hot, the ledger's
+    database, does not answer, the run is left for the next run's repair to record."""
+    message = f"{type(exc).__name__}: {exc}"
+    # a database that went away is one line; anything else keeps its traceback for the operator
+    logger.error("run %s (%s) failed: %s", run.pk, what, one_line(message),
+                 exc_info=not isinstance(exc, (DatabaseError, MoveError)))
+    try:
+        if close:
+            finish_run(run, RunState.FAILED, message, exc=exc)
+        else:
+            MigrationRun.objects.using(tiering_settings.HOT).filter(pk=run.pk).update(error=message)
+    except Exception as unrecorded:
+        locks.abandon(run)
+        logger.error("run %s: the failure could not be recorded: %s", run.pk, one_line(unrecorded))
+        return MoveError(f"the hot database (alias {tiering_settings.HOT!r}) did not answer to record the "
+                         f"failure ({type(unrecorded).__name__}: {one_line(unrecorded)}); nothing is lost: the "
+                         f"next run repairs it. Cause: {type(exc).__name__}: {one_line(exc)}", run)
+    if isinstance(exc, MoveError):
+        exc.run = exc.run or run
+        return exc
+    if isinstance(exc, Exception):
+        return MoveError(f"run {run.pk} failed: {message}", run)
+    return exc
+
+
 def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
     """Move these rows (with children) cold -> hot now, through the same protocol.
 
@@ -239,9 +251,10 @@ def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
     try:
         _move_selection(ctx, path_class, batch.Pacing())
     except Exception as exc:
-        logger.exception("run %s (promote %s %s) failed", run.pk, tiered.label, pks)
-        finish_run(run, RunState.FAILED, f"{type(exc).__name__}: {exc}", exc=exc)
-        raise MoveError(f"promote run {run.pk} failed: {exc}", run) from exc
+        failure = _record_failure(run, f"promote {tiered.label} {pks}", exc, close=True)
+        if failure is exc:
+            raise
+        raise failure from exc
     finish_run(run, RunState.SUCCEEDED)
     return run.rows
 
