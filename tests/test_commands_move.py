@@ -33,7 +33,8 @@ from tiering.models import MigrationRun, RunState, TierLock
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg"]  # and the mixed pair: SQLite hot, PostgreSQL cold
+# + the mixed pair (SQLite hot, PostgreSQL cold) and MariaDB
+TIER_PAIRS = ["sqlite", "postgresql", "pg_schema", "sqlite_pg", "mariadb", "mariadb_db"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -578,6 +579,9 @@ def cold_refuses_orders(tiers):
         if tiers.cold_vendor == "sqlite":
             cursor.execute("CREATE TRIGGER hotcold_test_refuse BEFORE INSERT ON orders_order "
                            "BEGIN SELECT RAISE(ABORT, 'cold refuses orders'); END")
+        elif tiers.cold_vendor == "mysql":
+            cursor.execute("CREATE TRIGGER hotcold_test_refuse BEFORE INSERT ON orders_order FOR EACH ROW "
+                           "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'cold refuses orders'")
         else:
             cursor.execute("CREATE OR REPLACE FUNCTION hotcold_test_refuse() RETURNS trigger AS $$ "
                            "BEGIN RAISE EXCEPTION 'cold refuses orders'; END $$ LANGUAGE plpgsql")
@@ -586,8 +590,8 @@ def cold_refuses_orders(tiers):
     yield
     with connections[tiers.cold].cursor() as cursor:
         cursor.execute("DROP TRIGGER IF EXISTS hotcold_test_refuse" +
-                       ("" if tiers.cold_vendor == "sqlite" else " ON orders_order"))
-        if tiers.cold_vendor != "sqlite":
+                       (" ON orders_order" if tiers.cold_vendor == "postgresql" else ""))
+        if tiers.cold_vendor == "postgresql":
             cursor.execute("DROP FUNCTION IF EXISTS hotcold_test_refuse()")
 
 

@@ -155,8 +155,9 @@ class MySQLBulkPath(BaseCopyPath):
 
 
 def row_text(t: Table) -> str:
-    """A row's canonical text on either server: every column QUOTEd (NULL unquoted), comma-separated."""
-    return "CONCAT_WS(',', " + ", ".join(f"QUOTE({c})" for c in t.cols) + ")"
+    """A row's canonical text on either server: every column QUOTEd (NULL unquoted), comma-separated, as
+    bytes (the columns' collations may differ: MariaDB's JSON is utf8mb4_bin beside nopad_bin text)."""
+    return "CONCAT_WS(',', " + ", ".join(f"CAST(QUOTE({c}) AS BINARY)" for c in t.cols) + ")"
 
 
 def force_index(name: str | None) -> str:
