@@ -30,15 +30,19 @@ in both tiers for a moment, never in neither.
   copy in hot's index.
 * Writing V in cold (saving a row loaded from cold): the write, then a lock
   on hot's table that holds off hot's writers (``hold_off_writers``: SHARE
-  on PostgreSQL, the write lock on SQLite; on MySQL the probe itself locks
-  V's place in hot's unique index), then a probe of hot; cold commits
-  before the hot lock is released. A hot write of V either committed before
+  on PostgreSQL, the write lock on SQLite), then a probe of hot; cold
+  commits before the hot lock is released. A hot write of V either committed before
   the lock was granted (the probe sees it) or waits for the lock, and its own
   probe of cold then sees V committed. The lock comes after the cold write,
   never before: a restore holds its cold rows locked while it copies into
   hot, and with two PostgreSQL databases a wait the other way round would be
   a deadlock no server sees. Writers of cold are rare; one may still wait
   for a move's batch, or (one server, SQLite) lose a deadlock or a busy wait.
+* MySQL has no such table lock (``hold_off_writers``): there every probe of
+  either tier is a locking read (``probe_lock``) that waits for a write of
+  V in flight in the other tier, so of two writers of V the later prober
+  sees the other's commit; two at the same instant deadlock (on two servers
+  until the lock wait timeout) and fail, which leaves V in neither.
 * A restore reads, before a batch, which of its rows' values hot holds on
   another key (``conflicts_in_hot``) and leaves those rows out. A hot write
   of such a value after that read fails its probe (the row is still in
@@ -104,9 +108,8 @@ def guarded(model: type[models.Model], aliases: list[str]):
         yield
 
 
-def hold_off_hot_writers(model: type[models.Model]) -> str:
-    """The hold on hot's writers (``hold_off_writers``); returns the clause that hot's probes end with."""
-    return backends.ops(tiering_settings.HOT).hold_off_writers(model._meta.db_table)
+def hold_off_hot_writers(model: type[models.Model]) -> None:
+    backends.ops(tiering_settings.HOT).hold_off_writers(model._meta.db_table)
 
 
 def _lookup(names: tuple[str, ...], values: tuple) -> models.Q | None:
@@ -123,29 +126,30 @@ def values_of(obj: models.Model, names: tuple[str, ...]) -> tuple:
 def taken(model: type[models.Model], alias: str, rows: list[tuple], sets, *, lock: bool = False) -> list[tuple]:
     """Which of ``rows`` ((key, {set: values}), ...) have a set's values held in ``alias`` on another key:
     [(key, set, holder key)]. One query per set and chunk: an indexed probe per value (``lock``: a locking
-    read, where ``hold_off_writers`` asks for one)."""
+    read, where the backend's ``probe_lock`` asks for one)."""
     found = []
     manager = models.QuerySet(model).using(alias)  # one tier: no tiered queryset machinery on the way
     if lock:
         manager = manager.select_for_update()
-    for names in sets:
-        wanted = {}
-        for key, values in rows:
-            if _lookup(names, values[names]) is not None:
-                wanted.setdefault(values[names], []).append(key)
-        items = list(wanted)
-        for start in range(0, len(items), 500):
-            chunk = items[start:start + 500]
-            if len(names) == 1:
-                q = models.Q(**{f"{names[0]}__in": [v[0] for v in chunk]})
-            else:
-                q = models.Q()
-                for v in chunk:
-                    q |= _lookup(names, v)
-            for holder, *held in manager.filter(q).values_list("pk", *names):
-                for key in wanted.get(tuple(held), ()):
-                    if key != holder:
-                        found.append((key, names, holder))
+    with transaction.atomic(using=alias) if lock else contextlib.nullcontext():  # the ORM locks in one only
+        for names in sets:
+            wanted = {}
+            for key, values in rows:
+                if _lookup(names, values[names]) is not None:
+                    wanted.setdefault(values[names], []).append(key)
+            items = list(wanted)
+            for start in range(0, len(items), 500):
+                chunk = items[start:start + 500]
+                if len(names) == 1:
+                    q = models.Q(**{f"{names[0]}__in": [v[0] for v in chunk]})
+                else:
+                    q = models.Q()
+                    for v in chunk:
+                        q |= _lookup(names, v)
+                for holder, *held in manager.filter(q).values_list("pk", *names):
+                    for key in wanted.get(tuple(held), ()):
+                        if key != holder:
+                            found.append((key, names, holder))
     return found
 
 
@@ -155,9 +159,9 @@ def refuse_taken(model: type[models.Model], alias: str, objs, sets, *, new: bool
     other = other_tier(alias)
     if other is None or not sets:
         return
-    lock = ""
     if alias == tiering_settings.COLD:
-        lock = hold_off_hot_writers(model)  # after the cold write, before the probe: see the module docstring
+        hold_off_hot_writers(model)  # after the cold write, before the probe: see the module docstring
+    lock = backends.ops(other).probe_lock
     if len(objs) == 1:
         clashes = probe_one(model, other, objs[0], sets, new, lock)
     else:

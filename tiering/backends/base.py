@@ -55,11 +55,12 @@ class BaseTierOperations:
         """Keep the key generators of ``model_list`` ahead of the largest key copied in."""
         raise self.unsupported("how its key sequences advance")
 
-    def hold_off_writers(self, table: str) -> str:
-        """Inside a transaction: until it ends, no other transaction writes a value of ``table`` that the
-        probes which follow read (``tiering.unique`` takes it in hot after writing a unique value in cold).
-        Returns the clause those probes end with: "" where the lock is on the whole table."""
+    def hold_off_writers(self, table: str) -> None:
+        """Inside a transaction: until it ends, no other transaction writes ``table`` (``tiering.unique``
+        takes it in hot after writing a unique value in cold), unless ``probe_lock`` does the same."""
         raise self.unsupported("how it holds off the writers of a table")
+
+    probe_lock = ""  # the clause that ends tiering.unique's probes of this alias (a locking read, or none)
 
     @property
     def locks_rows(self) -> bool:

@@ -5,13 +5,9 @@ reaches with qualified names (the ``mysql_insert`` path).
 """
 from __future__ import annotations
 
-from django.db import DatabaseError, OperationalError
+from django.db import DatabaseError
 
-from ..exceptions import TieringQueryError
 from .base import BaseTierOperations, Place
-
-# ER_CANT_CHANGE_TX_CHARACTERISTICS: SET TRANSACTION inside a transaction that has begun
-CANT_CHANGE_TX_CHARACTERISTICS = 1568
 
 
 class TierOperations(BaseTierOperations):
@@ -64,23 +60,15 @@ class TierOperations(BaseTierOperations):
         it across restarts since MariaDB 10.2.4 and MySQL 8.0); an ``ALTER TABLE`` here would commit the
         batch's transaction half-way."""
 
-    def hold_off_writers(self, table: str) -> str:
-        """InnoDB has no table lock inside a transaction (LOCK TABLES commits it), so the probes lock the
-        values they read: FOR UPDATE under REPEATABLE READ locks a missing value's gap in the unique index,
-        and a writer of the value waits for the commit. Under READ COMMITTED (Django's default for MySQL)
-        a search locks no gap, so the transaction is started in REPEATABLE READ."""
-        if self.connection.isolation_level not in ("repeatable read", "serializable"):
-            try:
-                with self.connection.cursor() as cursor:
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            except OperationalError as exc:
-                if exc.args[:1] != (CANT_CHANGE_TX_CHARACTERISTICS,):
-                    raise
-                raise TieringQueryError(
-                    f"A unique value of {table} written in cold is checked in hot ({self.alias!r}) under REPEATABLE "
-                    "READ, and hot's transaction had already begun under READ COMMITTED: write the cold row outside "
-                    "that transaction, or give hot OPTIONS {'isolation_level': 'repeatable read'}") from None
-        return " FOR UPDATE"
+    def hold_off_writers(self, table: str) -> None:
+        """Nothing to take: InnoDB has no table lock inside a transaction (LOCK TABLES commits it), and a
+        gap lock would need REPEATABLE READ, which Django's READ COMMITTED transaction may no longer
+        switch to (ATOMIC_REQUESTS, the admin). The probes of both tiers are locking reads instead
+        (``probe_lock``): each waits for a write of the value in flight in the other tier, so whichever
+        of two writers of one value probes last sees the other's commit (both at once: a deadlock, and
+        its victim rolls back)."""
+
+    probe_lock = " LOCK IN SHARE MODE"
 
     locks_rows = True  # InnoDB: SELECT ... FOR UPDATE locks the rows (and gaps) it read until the commit
 

@@ -102,11 +102,10 @@ class TierOperations(BaseTierOperations):
     # not_held_q: the base's NOT EXISTS, which PostgreSQL plans as an anti-join (its NOT IN becomes a
     # per-row subplan once the holds outgrow work_mem)
 
-    def hold_off_writers(self, table: str) -> str:
+    def hold_off_writers(self, table: str) -> None:
         """SHARE conflicts with the ROW EXCLUSIVE of INSERT/UPDATE/DELETE, not with readers nor itself."""
         with self.connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {self.quote_name(table)} IN SHARE MODE")
-        return ""
 
     def refresh_stats(self, table: str) -> None:
         """ANALYZE now: the next run plans on the table before autovacuum may have looked at it."""

@@ -48,11 +48,10 @@ class TierOperations(BaseTierOperations):
         key_field = pk.target_field if pk.is_relation else pk
         return ~Q(pk__in=holds.values_list(Cast("object_pk", key_field), flat=True))
 
-    def hold_off_writers(self, table: str) -> str:
+    def hold_off_writers(self, table: str) -> None:
         """A write statement takes the file's write lock (even one that changes nothing) until the commit."""
         with self.connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {self.quote_name(table)} WHERE 0")
-        return ""
 
     def refresh_stats(self, table: str) -> None:
         """Nothing to do: SQLite plans without statistics until ANALYZE is run by the project."""
