@@ -16,8 +16,9 @@ PAIRS = {"sqlite": ("default", "cold"), "postgresql": ("pg_hot", "pg_cold"), "pg
          "sqlite_pg": ("default", "pg_cold"),
          # two MariaDB servers (the mysql_bulk path); two databases of one MariaDB server (mysql_insert)
          "mariadb": ("my_hot", "my_cold"), "mariadb_db": ("my_hot", "my_cold_db")}
-# the pairs every ``tiers`` test runs on; a module names others (the mixed pair, MariaDB) in ``TIER_PAIRS``
-DEFAULT_PAIRS = ["sqlite", "postgresql", "pg_schema"]
+# the pairs every ``tiers`` test runs on (MariaDB's two-server pair; the moves' modules add its one-server pair);
+# a module names others (the mixed pair) in ``TIER_PAIRS``
+DEFAULT_PAIRS = ["sqlite", "postgresql", "pg_schema", "mariadb"]
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,11 @@ def oracle(world, predicate):
     return sorted(pk for pk, o in orders.items() if predicate(o, customers[o.customer_id]))
 
 
-def test_forward_filters_answer_in_both_tiers(world):
+def test_forward_filters_answer_in_both_tiers(world, tiers):
+    # as on one database: MySQL's i-lookups follow the collation, and E020 asks for a binary one
+    fold = str if tiers.vendor == "mysql" else str.lower
     assert order_ids(Order.objects.filter(customer__email__icontains="ADA")) == oracle(
-        world, lambda o, c: "ada" in c.email.lower())
+        world, lambda o, c: "ADA" in fold(c.email))
     assert order_ids(Order.objects.filter(customer__name__startswith="A")) == oracle(
         world, lambda o, c: c.name.startswith("A"))
     assert order_ids(Order.objects.filter(customer__email__endswith=".com", total__gt=20)) == oracle(

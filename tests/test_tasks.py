@@ -122,7 +122,7 @@ def test_bad_arguments_fail_without_retry(tiers, celery_processes):
 
 def test_is_transient_classifies_real_errors(tiers):
     with pytest.raises(
-        db_utils.ProgrammingError if tiers.vendor == "postgresql" else db_utils.OperationalError
+        db_utils.OperationalError if tiers.vendor == "sqlite" else db_utils.ProgrammingError
     ) as bad_sql:
         with connections[tiers.hot].cursor() as cursor:
             cursor.execute("SELECT * FROM no_such_table")
