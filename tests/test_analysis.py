@@ -18,8 +18,6 @@ from tiering.models import Direction
 from tiering.registry import registry
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-# not MariaDB: its byte oracle reads SQLite's dbstat and PostgreSQL's sizes only (open)
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema"]
 
 
 def analyze_json(*args: str) -> dict:
@@ -36,6 +34,11 @@ def direct_bytes(alias: str, tables: list[str]) -> int:
             # the alias's own tables: the test database also holds a cold schema with the same names
             cursor.execute("SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname = ANY(%s) "
                            "AND c.relkind = 'r' AND pg_table_is_visible(c.oid)", [tables])
+        elif conn.vendor == "mysql":
+            cursor.execute(f"SHOW TABLE STATUS WHERE Name IN ({','.join('%s' for _ in tables)})", tables)
+            names = [c[0].lower() for c in cursor.description]
+            return sum(int(row[names.index("data_length")]) + int(row[names.index("index_length")])
+                       for row in cursor.fetchall())
         else:
             cursor.execute("SELECT SUM(d.pgsize) FROM dbstat d JOIN sqlite_master m ON m.name = d.name "
                            f"WHERE m.tbl_name IN ({','.join('%s' for _ in tables)})", tables)

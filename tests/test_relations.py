@@ -62,7 +62,7 @@ def test_forward_filters_answer_in_both_tiers(world, tiers):
     # as on one database: MySQL's i-lookups follow the collation, and E020 asks for a binary one
     fold = str if tiers.vendor == "mysql" else str.lower
     assert order_ids(Order.objects.filter(customer__email__icontains="ADA")) == oracle(
-        world, lambda o, c: "ADA" in fold(c.email))
+        world, lambda o, c: fold("ADA") in fold(c.email))
     assert order_ids(Order.objects.filter(customer__name__startswith="A")) == oracle(
         world, lambda o, c: c.name.startswith("A"))
     assert order_ids(Order.objects.filter(customer__email__endswith=".com", total__gt=20)) == oracle(

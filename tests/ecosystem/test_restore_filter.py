@@ -13,20 +13,19 @@ from tests.ecosystem.conftest import one_tier
 from tests.ecosystem.models import PlainOrder
 
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
-# not MariaDB: the one-table oracle's tables are migrated on MariaDB's cold too (open)
-TIER_PAIRS = ["sqlite", "postgresql", "pg_schema"]
 
 
 @pytest.mark.parametrize("expression, lookup, crossing", [
     ("customer__name__in=Ann,Bob", {"customer__name__in": ["Ann", "Bob"]}, True),
-    ("customer__email__icontains=BETA", {"customer__email__icontains": "beta"}, True),
+    ("customer__email__icontains=BETA", {"customer__email__icontains": "BETA"}, True),
     ("customer__name__startswith=A", {"customer__name__startswith": "A"}, False),
     ("customer__last_seen__lt=2000-01-01", {"customer__last_seen__lt": datetime(2000, 1, 1, tzinfo=UTC)}, False),
 ])
 def test_restore_by_a_filter_through_the_customer(shop, expression, lookup, crossing):
     matching = set(PlainOrder.objects.filter(**lookup).values_list("pk", flat=True))  # one table, one join
     restored = matching & shop.cold_orders
-    if crossing:
+    if crossing and not (shop.tiers.vendor == "mysql" and "__icontains" in expression):  # MySQL's binary collation:
+        # its i-lookups compare case-sensitively, on one table as across tiers (README, MySQL and MariaDB)
         customers = set(PlainOrder.objects.filter(pk__in=restored).values_list("customer_id", flat=True))
         assert customers & shop.hot_customers and customers & shop.cold_customers  # both kinds of crossing
     out = StringIO()
