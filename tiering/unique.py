@@ -30,8 +30,8 @@ in both tiers for a moment, never in neither.
   copy in hot's index.
 * Writing V in cold (saving a row loaded from cold): the write, then a lock
   on hot's table that holds off hot's writers (``hold_off_writers``: SHARE
-  on PostgreSQL, the write lock on SQLite), then a probe of hot; cold
-  commits before the hot lock is released. A hot write of V either committed before
+  on PostgreSQL, the write lock on SQLite), then a probe of hot; cold commits
+  before the hot lock is released. A hot write of V either committed before
   the lock was granted (the probe sees it) or waits for the lock, and its own
   probe of cold then sees V committed. The lock comes after the cold write,
   never before: a restore holds its cold rows locked while it copies into

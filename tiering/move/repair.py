@@ -25,15 +25,20 @@ logger = logging.getLogger("tiering.mover")
 OPEN_STATES = (BatchState.COPYING, BatchState.COPIED, BatchState.VERIFIED, BatchState.FAILED)
 
 
+def live_promote() -> Q:
+    """The runs that are promotes still under way (heartbeat fresh, not given up by this process): their
+    batches are their own, not half-done work to repair."""
+    fresh = timezone.now() - timedelta(seconds=tiering_settings.LOCK_STALE_SECONDS)
+    return Q(trigger="promote", state=RunState.RUNNING, heartbeat_at__gte=fresh) & ~Q(pk__in=locks.abandoned())
+
+
 def repair(ctx) -> None:
     """Finish or undo the half-done batches of earlier runs of this model and direction."""
     hot = tiering_settings.HOT
-    fresh = timezone.now() - timedelta(seconds=tiering_settings.LOCK_STALE_SECONDS)
+    live = live_promote()
     batches = (MigrationBatch.objects.using(hot)
                .filter(run__model_label=ctx.tiered.label, run__direction=ctx.direction, state__in=OPEN_STATES)
-               .exclude(run=ctx.run)
-               .exclude(Q(run__trigger="promote", run__state=RunState.RUNNING, run__heartbeat_at__gte=fresh)
-                        & ~Q(run__in=locks.abandoned()))
+               .exclude(run=ctx.run).exclude(run__in=MigrationRun.objects.using(hot).filter(live))
                .select_related("run").order_by("run_id", "seq"))
     for batch in batches:
         # a FAILED batch had its copies undone when it failed: what is left of it is treated the cautious way
@@ -49,7 +54,7 @@ def repair(ctx) -> None:
         logger.warning("run %s: batch %s of run %s %s", ctx.run.pk, batch.seq, batch.run_id, note)
     (MigrationRun.objects.using(hot)
      .filter(model_label=ctx.tiered.label, direction=ctx.direction, state=RunState.RUNNING)
-     .exclude(pk=ctx.run.pk).exclude(Q(trigger="promote", heartbeat_at__gte=fresh) & ~Q(pk__in=locks.abandoned()))
+     .exclude(pk=ctx.run.pk).exclude(live)
      .update(state=RunState.FAILED, finished_at=timezone.now(),
              error=f"interrupted; half-done batches repaired by run {ctx.run.pk}"))
 

@@ -5,7 +5,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError
@@ -127,10 +127,8 @@ def _has_work(tiered: TieredModel, direction: str, selection: Selection, now: da
     if ctx.model._base_manager.using(ctx.source).filter(ctx.eligible_q).exists():
         return True
     hot = tiering_settings.HOT
-    fresh = timezone.now() - timedelta(seconds=tiering_settings.LOCK_STALE_SECONDS)
-    live_promote = Q(trigger="promote", state=RunState.RUNNING, heartbeat_at__gte=fresh) & ~Q(pk__in=locks.abandoned())
     runs = (MigrationRun.objects.using(hot).filter(model_label=tiered.label, direction=direction)
-            .exclude(live_promote))
+            .exclude(repair.live_promote()))
     return (runs.filter(state=RunState.RUNNING).exists()
             or TierLock.objects.using(hot).filter(name=locks.lock_name(tiered, direction)).exists()
             or MigrationBatch.objects.using(hot).filter(run__in=runs, state__in=repair.OPEN_STATES).exists())
