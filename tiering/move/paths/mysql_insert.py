@@ -1,9 +1,10 @@
 """Hot and cold in two databases of one MySQL/MariaDB server: the whole batch in ONE transaction on the
 source connection, every table qualified by its alias's database.
 
-``INSERT INTO keys SELECT ... FOR UPDATE`` locks the batch (range + policy), ``SELECT ... FOR UPDATE`` its
-children, ``INSERT ... SELECT ... ON DUPLICATE KEY UPDATE pk = pk`` copies (a stale copy is left alone for
-the verify; ``INSERT IGNORE`` would also turn a truncated value into a warning), a join compares every
+``INSERT INTO keys SELECT ... FOR UPDATE`` locks the batch (range + policy), ``INSERT ... SELECT ... FOR
+UPDATE ON DUPLICATE KEY UPDATE pk = pk`` copies and locks what it copied, the children included (a stale
+copy is left alone for the verify; ``INSERT IGNORE`` would also turn a truncated value into a warning),
+a join read from the keys table outward (``IN (SELECT ...)`` may become a scan of the whole table) compares every
 column with ``<=>`` (text as binary strings: the collations ignore case and trailing spaces), and the
 deletes and (to cold) the ledger commit together: a crash rolls the whole batch back.
 
@@ -31,23 +32,29 @@ from .one_connection import OneConnectionPath, Statements, table_of
 class MySQLStatements(Statements):
     indexes: dict = field(default_factory=dict)  # quoted child table: its quoted parent-key index (or None)
 
-    def batch_rows(self, t, key: str, keys: str, alias: str | None = None) -> str:
-        """The FROM clause of the rows of ``t`` whose ``key`` is in the temp table ``keys``, read from
-        ``keys`` outward through the index on ``key``; ``alias`` names ``t`` (else its table name)."""
-        index = "PRIMARY" if key == t.pk else self.indexes.get(t.table)
-        return (f"{keys} AS tiering_k STRAIGHT_JOIN {self.src}{t.table}{f' AS {alias}' if alias else ''}"
+    def batch_rows(self, t, key: str, keys: str, alias: str | None = None, prefix: str | None = None) -> str:
+        """The FROM clause of the rows of ``t`` (in the source, or ``prefix``) whose ``key`` is in the temp
+        table ``keys``, read from ``keys`` outward (in the source through the index on ``key``); ``alias``
+        names ``t`` (else its table name)."""
+        index = None
+        if prefix is None:
+            prefix, index = self.src, "PRIMARY" if key == t.pk else self.indexes.get(t.table)
+        return (f"{keys} AS tiering_k STRAIGHT_JOIN {prefix}{t.table}{f' AS {alias}' if alias else ''}"
                 f"{f' FORCE INDEX ({index})' if index else ''} ON {alias or t.table}.{key} = tiering_k.pk")
 
-    def lock_children(self, cur, children) -> None:
-        for c, fk in children:
-            cur.execute(f"SELECT COUNT(*) FROM (SELECT s.{c.pk} FROM {self.batch_rows(c, fk, self.keys, 's')} "
-                        f"FOR UPDATE) locked")
+    def rows_in(self, prefix, t, key, keys, alias):
+        """From ``keys`` outward too: a semi-join on ``IN (SELECT ...)`` may scan the whole table."""
+        return self.batch_rows(t, key, keys, alias, None if prefix == self.src else prefix), "TRUE"
+
+    def delete_in(self, prefix, t, key, keys):
+        return f"DELETE d FROM {self.batch_rows(t, key, keys, 'd', None if prefix == self.src else prefix)}"
 
     def copy(self, cur, parent, children, keys):
+        """A locking read: the rows copied stay as copied until the commit (the parents are locked already)."""
         for t, key in [(parent, parent.pk)] + children:
             cur.execute(f"INSERT INTO {self.dst}{t.table} ({', '.join(t.cols)}) "
                         f"SELECT {', '.join(f's.{c}' for c in t.cols)} FROM {self.batch_rows(t, key, keys, 's')} "
-                        f"{self.keep_existing(self.dst + t.table, t.pk)}")
+                        f"FOR UPDATE {self.keep_existing(self.dst + t.table, t.pk)}")
 
     def deletes(self, parent, children, where):
         """Multi-table DELETEs (MariaDB before 11.1 runs a single-table DELETE's ``IN (SELECT ...)`` once per
@@ -100,7 +107,6 @@ class MySQLInsertPath(OneConnectionPath):
             cur.execute(f"INSERT INTO {self.keys} SELECT {t.table}.{t.pk} FROM {sql.src}{t.table} "
                         f"FORCE INDEX (PRIMARY) WHERE {t.table}.{t.pk} >= %s AND {t.table}.{t.pk} <= %s AND ({where}) "
                         f"ORDER BY 1 FOR UPDATE", [keys[0], keys[-1], *params])
-            sql.lock_children(cur, self.children)
             count_target = sql.children_in_target(cur, self.children, keys[0], keys[-1])
             sql.copy(cur, t, self.children, sql.keys)
             backends.ops(ctx.target).advance_sequences(ctx.tiered.unit, cur)

@@ -61,6 +61,15 @@ class Statements:
     def in_batch(self) -> str:
         return self.member.format(keys=self.keys)
 
+    def rows_in(self, prefix: str, t: Table, key: str, keys: str, alias: str) -> tuple[str, str]:
+        """(FROM clause, WHERE condition) of the rows ``alias`` of ``prefix`` + ``t`` whose ``key`` is in the
+        temp table ``keys``."""
+        return f"{prefix}{t.table} AS {alias}", f"{alias}.{key} {self.member.format(keys=keys)}"
+
+    def delete_in(self, prefix: str, t: Table, key: str, keys: str) -> str:
+        """The DELETE of the rows of ``prefix`` + ``t`` whose ``key`` is in the temp table ``keys``."""
+        return f"DELETE FROM {prefix}{t.table} WHERE {key} {self.member.format(keys=keys)}"
+
     def copy(self, cur, parent: Table, children: list, keys: str) -> None:
         """Copy the parents whose key is in the temp table ``keys``, then their children; a key already in
         the target is left alone (the verify compares it)."""
@@ -81,14 +90,14 @@ class Statements:
     def compare_batch(self, cur, parent: Table, children: list, count_target: bool) -> tuple | None:
         """(rows, child_rows, bytes) of the batch when every copy is identical, else None. ``count_target``:
         the target held children of the key range before the copy, so an extra one is a mismatch too."""
-        rows, matched, nbytes = self._compare(cur, parent, f"s.{parent.pk} {self.in_batch}")
+        rows, matched, nbytes = self._compare(cur, parent, parent.pk)
         ok = rows == matched
         child_rows = 0
         for c, fk in children:
-            n, m, b = self._compare(cur, c, f"s.{fk} {self.in_batch}")
+            n, m, b = self._compare(cur, c, fk)
             ok = ok and n == m
             if count_target:
-                cur.execute(f"SELECT count(*) FROM {self.dst}{c.table} WHERE {fk} {self.in_batch}")
+                cur.execute("SELECT count(*) FROM {} WHERE {}".format(*self.rows_in(self.dst, c, fk, self.keys, "d")))
                 ok = ok and n == cur.fetchone()[0]
             child_rows, nbytes = child_rows + n, nbytes + b
         return (rows, child_rows, nbytes) if ok else None
@@ -96,14 +105,13 @@ class Statements:
     def mend(self, cur, parent: Table, children: list, attempt: int) -> int:
         """Remove the differing copies; copy them again (first attempt) or keep them out of the batch."""
         bad = self._bad_keys(cur, parent, children)
-        in_bad = self.member.format(keys=self.bad)
         for c, fk in children:
-            cur.execute(f"DELETE FROM {self.dst}{c.table} WHERE {fk} {in_bad}")
-        cur.execute(f"DELETE FROM {self.dst}{parent.table} WHERE {parent.pk} {in_bad}")
+            cur.execute(self.delete_in(self.dst, c, fk, self.bad))
+        cur.execute(self.delete_in(self.dst, parent, parent.pk, self.bad))
         if attempt == 0:
             self.copy(cur, parent, children, self.bad)
         else:
-            cur.execute(f"DELETE FROM {self.keys} WHERE pk {in_bad}")
+            cur.execute(f"DELETE FROM {self.keys} WHERE pk {self.member.format(keys=self.bad)}")
         return bad
 
     def batch_keys(self, cur) -> list:
@@ -118,11 +126,12 @@ class Statements:
                 (f"DELETE FROM {self.src}{parent.table} WHERE {parent.table}.{parent.pk} {self.in_batch} "
                  f"AND ({sql})", params))
 
-    def _compare(self, cur, t: Table, where: str) -> tuple[int, int, int]:
-        """(source rows, rows with an identical target row, source bytes) of ``t`` for ``where`` on ``s``."""
-        same = self._same(t)
-        cur.execute(f"SELECT count(*), count(d.{t.pk}), {self.source_bytes(t)} FROM {self.src}{t.table} AS s "
-                    f"LEFT JOIN {self.dst}{t.table} AS d ON d.{t.pk} = s.{t.pk}{same} WHERE {where}")
+    def _compare(self, cur, t: Table, key: str) -> tuple[int, int, int]:
+        """(source rows, rows with an identical target row, source bytes) of the batch's rows of ``t``, whose
+        ``key`` is in ``keys``."""
+        rows, where = self.rows_in(self.src, t, key, self.keys, "s")
+        cur.execute(f"SELECT count(*), count(d.{t.pk}), {self.source_bytes(t)} FROM {rows} "
+                    f"LEFT JOIN {self.dst}{t.table} AS d ON d.{t.pk} = s.{t.pk}{self._same(t)} WHERE {where}")
         n, m, b = cur.fetchone()
         return n, m, int(b)
 
@@ -131,12 +140,14 @@ class Statements:
         cur.execute(f"DELETE FROM {self.bad}")
         for t, key, fk in [(parent, parent.pk, parent.pk)] + [(c, c.pk, fk) for c, fk in children]:
             keep = self.keep_existing(self.bad, "pk")
-            cur.execute(f"INSERT INTO {self.bad} (pk) SELECT s.{fk} FROM {self.src}{t.table} AS s "
+            rows, where = self.rows_in(self.src, t, fk, self.keys, "s")
+            cur.execute(f"INSERT INTO {self.bad} (pk) SELECT s.{fk} FROM {rows} "
                         f"LEFT JOIN {self.dst}{t.table} AS d ON d.{key} = s.{key}{self._same(t)} "
-                        f"WHERE s.{fk} {self.in_batch} AND d.{key} IS NULL {keep}")
+                        f"WHERE {where} AND d.{key} IS NULL {keep}")
             if t is not parent:  # children in the target that the source does not have
-                cur.execute(f"INSERT INTO {self.bad} (pk) SELECT d.{fk} FROM {self.dst}{t.table} AS d "
-                            f"WHERE d.{fk} {self.in_batch} AND NOT EXISTS (SELECT 1 FROM {self.src}{t.table} AS s "
+                rows, where = self.rows_in(self.dst, t, fk, self.keys, "d")
+                cur.execute(f"INSERT INTO {self.bad} (pk) SELECT d.{fk} FROM {rows} "
+                            f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM {self.src}{t.table} AS s "
                             f"WHERE s.{key} = d.{key} AND s.{fk} {self.same} d.{fk}) {keep}")
         cur.execute(f"SELECT count(*) FROM {self.bad}")
         return cur.fetchone()[0]
