@@ -1,9 +1,11 @@
 """Promote on access and coalesced access tracking, on both backends."""
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -12,6 +14,7 @@ from accounts.models import Customer
 from orders.models import Order, OrderLine
 from tests.factories import CustomerFactory, OrderFactory, OrderLineFactory
 from tiering.access import tracker
+from tiering.models import MigrationRun, RunState
 from tiering.move import promote
 from tiering.registry import registry
 
@@ -30,6 +33,46 @@ def test_get_of_a_cold_customer_promotes_it(tiers):
     assert not Customer.objects.cold().filter(pk=500).exists()
     # The access is recorded at once, or the next archive run would send it back.
     assert Customer.objects.hot().get(pk=500).last_seen > timezone.now() - timedelta(minutes=1)
+
+
+@pytest.fixture
+def cold_keeps_customers(tiers):
+    """A trigger in the cold database that refuses to delete a customer: a promote fails at its delete."""
+    with connections[tiers.cold].cursor() as cursor:
+        if tiers.cold_vendor == "sqlite":
+            cursor.execute("CREATE TRIGGER hotcold_test_keep BEFORE DELETE ON accounts_customer "
+                           "BEGIN SELECT RAISE(ABORT, 'cold keeps customers'); END")
+        elif tiers.cold_vendor == "mysql":
+            cursor.execute("CREATE TRIGGER hotcold_test_keep BEFORE DELETE ON accounts_customer FOR EACH ROW "
+                           "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'cold keeps customers'")
+        else:
+            cursor.execute("CREATE OR REPLACE FUNCTION hotcold_test_keep() RETURNS trigger AS $$ "
+                           "BEGIN RAISE EXCEPTION 'cold keeps customers'; END $$ LANGUAGE plpgsql")
+            cursor.execute("CREATE TRIGGER hotcold_test_keep BEFORE DELETE ON accounts_customer "
+                           "FOR EACH ROW EXECUTE FUNCTION hotcold_test_keep()")
+    yield
+    drop_keep_trigger(tiers)
+
+
+def drop_keep_trigger(tiers):
+    with connections[tiers.cold].cursor() as cursor:
+        cursor.execute("DROP TRIGGER IF EXISTS hotcold_test_keep" +
+                       (" ON accounts_customer" if tiers.cold_vendor == "postgresql" else ""))
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_a_promote_that_fails_serves_the_cold_row_and_records_the_failure(tiers, cold_keeps_customers):
+    idle = timezone.now() - timedelta(days=60)
+    CustomerFactory(_using=tiers.cold, id=500, email="idle@example.com", last_seen=idle)
+    found = Customer.objects.get(email="idle@example.com")  # the read answers; the promote's failure is the ledger's
+    assert (found.pk, found._state.db) == (500, tiers.cold)
+    run = MigrationRun.objects.using(tiers.hot).get(trigger="promote")
+    assert run.state == RunState.FAILED and "cold keeps customers" in run.error
+    assert [c.pk for c in Customer.objects.filter(pk=500).order_by("pk")] == [500]  # a copy left in hot: read once
+    drop_keep_trigger(tiers)
+    call_command("restore_hot", "--model", "accounts.Customer", "--pk", "500", "--no-input", stdout=io.StringIO())
+    assert list(Customer.objects.hot().values_list("pk", flat=True)) == [500]  # the next restore settles it
+    assert not Customer.objects.cold().exists()
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)

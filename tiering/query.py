@@ -31,7 +31,7 @@ from django.db.models.query import MAX_GET_RESULTS, ModelIterable, QuerySet, pre
 from . import backends, merge, relations, unique
 from .access import tracker
 from .conf import tiering_settings
-from .exceptions import LockHeld, TieringQueryError
+from .exceptions import LockHeld, MoveError, TieringQueryError
 from .move import promote
 from .policies import AccessPolicy
 from .registry import registry
@@ -151,6 +151,8 @@ class TieredQuerySet(QuerySet):
                 promote(registry.get(self.model), [obj.pk])
             except LockHeld:
                 pass  # a move of this model is running: serve the cold row, promote next time
+            except MoveError:
+                pass  # the promote failed, logged and in the ledger (its run): the cold row is still right
             else:
                 try:
                     return self.hot().get(pk=obj.pk)
