@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from orders.models import Order, OrderLine
+from tests import triggers
 from tests.factories import CustomerFactory, OrderFactory, OrderLineFactory
 from tiering.access import tracker
 from tiering.models import MigrationRun, RunState
@@ -37,27 +38,9 @@ def test_get_of_a_cold_customer_promotes_it(tiers):
 
 @pytest.fixture
 def cold_keeps_customers(tiers):
-    """A trigger in the cold database that refuses to delete a customer: a promote fails at its delete."""
-    with connections[tiers.cold].cursor() as cursor:
-        if tiers.cold_vendor == "sqlite":
-            cursor.execute("CREATE TRIGGER hotcold_test_keep BEFORE DELETE ON accounts_customer "
-                           "BEGIN SELECT RAISE(ABORT, 'cold keeps customers'); END")
-        elif tiers.cold_vendor == "mysql":
-            cursor.execute("CREATE TRIGGER hotcold_test_keep BEFORE DELETE ON accounts_customer FOR EACH ROW "
-                           "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'cold keeps customers'")
-        else:
-            cursor.execute("CREATE OR REPLACE FUNCTION hotcold_test_keep() RETURNS trigger AS $$ "
-                           "BEGIN RAISE EXCEPTION 'cold keeps customers'; END $$ LANGUAGE plpgsql")
-            cursor.execute("CREATE TRIGGER hotcold_test_keep BEFORE DELETE ON accounts_customer "
-                           "FOR EACH ROW EXECUTE FUNCTION hotcold_test_keep()")
-    yield
-    drop_keep_trigger(tiers)
-
-
-def drop_keep_trigger(tiers):
-    with connections[tiers.cold].cursor() as cursor:
-        cursor.execute("DROP TRIGGER IF EXISTS hotcold_test_keep" +
-                       (" ON accounts_customer" if tiers.cold_vendor == "postgresql" else ""))
+    """The cold database refuses to delete a customer: a promote fails at its delete."""
+    with triggers.refusing(tiers.cold, "accounts_customer", "DELETE", "cold keeps customers"):
+        yield
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)
@@ -69,7 +52,7 @@ def test_a_promote_that_fails_serves_the_cold_row_and_records_the_failure(tiers,
     run = MigrationRun.objects.using(tiers.hot).get(trigger="promote")
     assert run.state == RunState.FAILED and "cold keeps customers" in run.error
     assert [c.pk for c in Customer.objects.filter(pk=500).order_by("pk")] == [500]  # a copy left in hot: read once
-    drop_keep_trigger(tiers)
+    triggers.drop(tiers.cold, "accounts_customer")
     call_command("restore_hot", "--model", "accounts.Customer", "--pk", "500", "--no-input", stdout=io.StringIO())
     assert list(Customer.objects.hot().values_list("pk", flat=True)) == [500]  # the next restore settles it
     assert not Customer.objects.cold().exists()

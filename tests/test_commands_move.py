@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from orders.models import Order, OrderLine, Payment
+from tests import triggers
 from tests.factories import CustomerFactory, OldOrderFactory, OrderFactory, OrderLineFactory
 from tests.move.helpers import Killed, make_payments, payment_values
 from tiering.models import MigrationRun, RunState, TierLock
@@ -575,24 +576,8 @@ def test_tty_confirmation_no_changes_nothing(tiers):
 @pytest.fixture
 def cold_refuses_orders(tiers):
     """A trigger in the cold database that rejects every order: the next run fails mid-way."""
-    with connections[tiers.cold].cursor() as cursor:
-        if tiers.cold_vendor == "sqlite":
-            cursor.execute("CREATE TRIGGER hotcold_test_refuse BEFORE INSERT ON orders_order "
-                           "BEGIN SELECT RAISE(ABORT, 'cold refuses orders'); END")
-        elif tiers.cold_vendor == "mysql":
-            cursor.execute("CREATE TRIGGER hotcold_test_refuse BEFORE INSERT ON orders_order FOR EACH ROW "
-                           "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'cold refuses orders'")
-        else:
-            cursor.execute("CREATE OR REPLACE FUNCTION hotcold_test_refuse() RETURNS trigger AS $$ "
-                           "BEGIN RAISE EXCEPTION 'cold refuses orders'; END $$ LANGUAGE plpgsql")
-            cursor.execute("CREATE TRIGGER hotcold_test_refuse BEFORE INSERT ON orders_order "
-                           "FOR EACH ROW EXECUTE FUNCTION hotcold_test_refuse()")
-    yield
-    with connections[tiers.cold].cursor() as cursor:
-        cursor.execute("DROP TRIGGER IF EXISTS hotcold_test_refuse" +
-                       (" ON orders_order" if tiers.cold_vendor == "postgresql" else ""))
-        if tiers.cold_vendor == "postgresql":
-            cursor.execute("DROP FUNCTION IF EXISTS hotcold_test_refuse()")
+    with triggers.refusing(tiers.cold, "orders_order", "INSERT", "cold refuses orders"):
+        yield
 
 
 def test_failed_run_is_command_error_with_run_id(tiers, cold_refuses_orders):
