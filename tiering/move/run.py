@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import DatabaseError
 from django.db.models import Exists, OuterRef, Q
@@ -91,10 +91,7 @@ def move(
             restore.refresh_hold_stats(ctx)  # not on promote's way: a read that promotes must stay cheap
     except BaseException as exc:
         close = isinstance(exc, (KeyboardInterrupt, SystemExit)) or not joined  # else the run's owner closes it
-        failure = _record_failure(run, f"{tiered.label} {direction}", exc, close=close)
-        if failure is exc:
-            raise
-        raise failure from exc
+        _raise_recorded(run, f"{tiered.label} {direction}", exc, close=close)
     run.refresh_from_db(using=tiering_settings.HOT)
     run.stopped_early = stopped  # a joined run's owner needs it to close the run as STOPPED
     if not joined:
@@ -236,6 +233,14 @@ def _record_failure(run: MigrationRun, what: str, exc: BaseException, *, close: 
     return exc
 
 
+def _raise_recorded(run: MigrationRun, what: str, exc: BaseException, *, close: bool) -> NoReturn:
+    """Raise what ``_record_failure`` returns, from ``exc`` (``exc`` itself as it was)."""
+    failure = _record_failure(run, what, exc, close=close)
+    if failure is exc:
+        raise exc
+    raise failure from exc
+
+
 def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
     """Move these rows (with children) cold -> hot now, through the same protocol.
 
@@ -249,10 +254,7 @@ def promote(tiered: TieredModel, pks: Iterable[Any]) -> int:
     try:
         _move_selection(ctx, path_class, batch.Pacing())
     except Exception as exc:
-        failure = _record_failure(run, f"promote {tiered.label} {pks}", exc, close=True)
-        if failure is exc:
-            raise
-        raise failure from exc
+        _raise_recorded(run, f"promote {tiered.label} {pks}", exc, close=True)
     finish_run(run, RunState.SUCCEEDED)
     return run.rows
 
