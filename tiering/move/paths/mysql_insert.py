@@ -56,16 +56,12 @@ class MySQLStatements(Statements):
                         f"SELECT {', '.join(f's.{c}' for c in t.cols)} FROM {self.batch_rows(t, key, keys, 's')} "
                         f"FOR UPDATE {self.keep_existing(self.dst + t.table, t.pk)}")
 
-    def deletes(self, parent, children, where, key_range):
-        """The children's: multi-table DELETEs (MariaDB before 11.1 runs a single-table DELETE's ``IN (SELECT
-        ...)`` once per row the statement reads). The parents': a single-table DELETE of the key range the
-        batch's locking read read, the subquery run per row of it (a multi-table DELETE deletes in a second
-        pass, a quarter slower); it keeps its table's name for the policy ``where``."""
+    def deletes(self, parent, children, where):
+        """Multi-table DELETEs (MariaDB before 11.1 runs a single-table DELETE's ``IN (SELECT ...)`` once per
+        row of the whole table); the parents' keeps its table's name for the policy ``where``."""
         sql, params = where
-        t = parent
         return ([(f"DELETE s FROM {self.batch_rows(c, fk, self.keys, 's')}", None) for c, fk in children],
-                (f"DELETE FROM {self.src}{t.table} WHERE {t.table}.{t.pk} >= %s AND {t.table}.{t.pk} <= %s "
-                 f"AND ({sql}) AND {t.table}.{t.pk} {self.in_batch}", [*key_range, *params]))
+                (f"DELETE {parent.table} FROM {self.batch_rows(parent, parent.pk, self.keys)} WHERE ({sql})", params))
 
 
 FIXED_SIZE_TYPES = ("int", "numeric", "decimal", "double", "float", "real", "date", "time", "bool", "year")

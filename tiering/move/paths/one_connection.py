@@ -119,9 +119,8 @@ class Statements:
         cur.execute(f"SELECT pk FROM {self.keys} ORDER BY pk")
         return [r[0] for r in cur.fetchall()]
 
-    def deletes(self, parent: Table, children: list, where: tuple[str, list], key_range: tuple):
-        """The children's and the parents' delete statements, the parents' with the policy ``where``; the
-        batch's keys lie in ``key_range`` (low, high)."""
+    def deletes(self, parent: Table, children: list, where: tuple[str, list]):
+        """The children's and the parents' delete statements, the parents' with the policy ``where``."""
         sql, params = where
         return ([(f"DELETE FROM {self.src}{c.table} WHERE {fk} {self.in_batch}", None) for c, fk in children],
                 (f"DELETE FROM {self.src}{parent.table} WHERE {parent.table}.{parent.pk} {self.in_batch} "
@@ -182,8 +181,7 @@ class OneConnectionPath(BaseCopyPath):
         verify_seconds = time.monotonic() - t0
         faults.checkpoint("after_verify")
         t0 = time.monotonic()
-        self.checked_delete(cur, batch, *sql.deletes(parent, children, self.ctx.where_sql, (keys[0], keys[-1])),
-                            rows, child_rows)
+        self.checked_delete(cur, batch, *sql.deletes(parent, children, self.ctx.where_sql), rows, child_rows)
         faults.checkpoint("after_delete_before_ledger")
         result = BatchResult(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, time.monotonic() - t0)
         result.checksum = ledger.summary_checksum(self.ctx, keys[0], keys[-1], result)
