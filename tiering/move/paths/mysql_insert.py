@@ -33,21 +33,22 @@ class MySQLStatements(Statements):
     indexes: dict = field(default_factory=dict)  # quoted child table: its quoted parent-key index (or None)
 
     def batch_rows(self, t, key: str, keys: str, alias: str | None = None, prefix: str | None = None) -> str:
-        """The FROM clause of the rows of ``t`` (in the source, or ``prefix``) whose ``key`` is in the temp
-        table ``keys``, read from ``keys`` outward (in the source through the index on ``key``); ``alias``
-        names ``t`` (else its table name)."""
+        """The FROM clause of the rows of ``t`` in ``prefix`` (the source's by default) whose ``key`` is in
+        the temp table ``keys``, read from ``keys`` outward (in the source through the index on ``key``, as
+        the locking statements must); ``alias`` names ``t`` (else its table name)."""
+        prefix = prefix or self.src
         index = None
-        if prefix is None:
-            prefix, index = self.src, "PRIMARY" if key == t.pk else self.indexes.get(t.table)
+        if prefix == self.src:
+            index = "PRIMARY" if key == t.pk else self.indexes.get(t.table)
         return (f"{keys} AS tiering_k STRAIGHT_JOIN {prefix}{t.table}{f' AS {alias}' if alias else ''}"
                 f"{f' FORCE INDEX ({index})' if index else ''} ON {alias or t.table}.{key} = tiering_k.pk")
 
     def rows_in(self, prefix, t, key, keys, alias):
         """From ``keys`` outward too: a semi-join on ``IN (SELECT ...)`` may scan the whole table."""
-        return self.batch_rows(t, key, keys, alias, None if prefix == self.src else prefix), "TRUE"
+        return self.batch_rows(t, key, keys, alias, prefix), "TRUE"
 
     def delete_in(self, prefix, t, key, keys):
-        return f"DELETE d FROM {self.batch_rows(t, key, keys, 'd', None if prefix == self.src else prefix)}"
+        return f"DELETE d FROM {self.batch_rows(t, key, keys, 'd', prefix)}"
 
     def copy(self, cur, parent, children, keys):
         """A locking read: the rows copied stay as copied until the commit (the parents are locked already)."""
