@@ -144,7 +144,6 @@ def cutoff() -> datetime:
 
 def measure(port: int, pair: tuple[str, str], method: str, naive_seconds: float) -> dict:
     hot, cold = pair
-    before = counts(port, pair)
     if method in ("hotcold", "naive"):  # bench/archive.py's child times the move, not Python's start-up
         done = subprocess.run([PYTHON, "-m", "bench.archive", "--measure", method, "--naive-seconds",
                                str(naive_seconds)], cwd=ROOT, env=env(port, hot, cold), check=True,
@@ -154,6 +153,7 @@ def measure(port: int, pair: tuple[str, str], method: str, naive_seconds: float)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         return {"seconds": result["seconds"], "orders": result["orders"], "lines": result["lines"],
                 "partial": result.get("partial")}
+    before = counts(port, pair)
     with timer() as elapsed:
         if method == "limit":
             conn = connect(port)
