@@ -1,8 +1,9 @@
 """Crash points for the SIGKILL tests: ``HOTCOLD_TEST_CRASH_AT=step:n`` kills the process at the n-th ``step``.
 
-Steps: after_copy, after_verify (on pg_copy after the target commit),
-mid_delete, after_delete_before_ledger. Only in a test subprocess
-(``HOTCOLD_TEST_SUBPROCESS=1``); tests in-process patch ``checkpoint``.
+Steps: after_copy, after_verify (on pg_copy after the target commit, the
+source's delete run and not committed), mid_delete, after_delete_before_ledger.
+Only in a test subprocess (``HOTCOLD_TEST_SUBPROCESS=1``); tests in-process
+patch ``checkpoint``.
 """
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ per table the row count and the MD5 of every row's text in key order, the
 target with the source's session settings (time zone, float digits, bytea
 output...), so equal digests mean every column of every row reads the same.
 If they differ, PostgreSQL digests both sides row by row to find the rows
-that differ. The target commits, then the source deletes and commits (with
-the ledger, to cold). A crash between the two commits leaves copies the
-repair removes.
+that differ. The source deletes the batch while the target commits (each
+server checks its foreign keys at the same time) and commits once the target
+has, with the ledger to cold. A crash between the two commits leaves copies
+the repair removes.
 """
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ class PgCopyPath(BaseCopyPath):
                         f"WHERE {t.table}.{t.pk} >= %s AND {t.table}.{t.pk} <= %s AND ({where}) "
                         f"ORDER BY 1 FOR UPDATE) locked", [keys[0], keys[-1], *params])
             settings_values = session_settings(src)
-            with transaction.atomic(using=ctx.target), dst_conn.cursor() as dst:
+            # the pool's exit waits for the source's delete, which runs while the target commits
+            with ThreadPoolExecutor(max_workers=1) as pool, transaction.atomic(using=ctx.target), \
+                    dst_conn.cursor() as dst:
                 # the source's text settings; and the copy must be on disk before the source deletes, so a server
                 # set to synchronous_commit = off flushes this commit anyway ('local': no wait for standbys)
                 dst.execute("SELECT set_config('TimeZone', %s, true), set_config('DateStyle', %s, true), "
@@ -101,21 +104,34 @@ class PgCopyPath(BaseCopyPath):
                     src.execute(f"SELECT pk FROM {self.keys} ORDER BY pk")
                     moved = [r[0] for r in src.fetchall()]
                     ledger.record_copied(batch, moved)
-            faults.checkpoint("after_verify")  # the target has committed: a crash here leaves copies for the repair
-            t0 = time.monotonic()
-            self.checked_delete(
-                src, batch, [(f"DELETE FROM {c.table} WHERE {in_source[0].format(key=fk)}", in_source[1])
-                             for c, fk in self.children],
-                (f"DELETE FROM {t.table} WHERE {in_source[0].format(key=f'{t.table}.{t.pk}')} AND ({where})",
-                 [*in_source[1], *params]), rows, child_rows)
+                deleting = pool.submit(self.delete, src_conn, src.cursor, batch, in_source, rows, child_rows)
+            delete_seconds = deleting.result()
+            # the target has committed, the source's delete is not: a crash here leaves copies for the repair
+            faults.checkpoint("after_verify")
             faults.checkpoint("after_delete_before_ledger")
-            result = BatchResult(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds,
-                                 time.monotonic() - t0, moved=moved)
+            result = BatchResult(rows, child_rows, nbytes, "", kept, copy_seconds, verify_seconds, delete_seconds,
+                                 moved=moved)
             result.checksum = ledger.summary_checksum(ctx, keys[0], keys[-1], result, *digests)
             if ctx.ledger_commits_with_delete:  # in the source transaction, where the ledger lives (hot)
                 ledger.record_done(ctx, batch, result)
                 result.recorded = True
         return result
+
+    def delete(self, src_conn, src, batch: MigrationBatch, in_source: tuple[str, list], rows: int,
+               child_rows: int) -> float:
+        """Delete the verified batch from the source, its foreign keys checked now rather than at its commit, and
+        return the seconds it took. It runs in a thread while the target commits, on the driver's cursor (with
+        Django's errors); the source commits after the target, so a failure of either rolls the delete back."""
+        t0 = time.monotonic()
+        t, (where, params) = self.parent, self.ctx.where_sql
+        with src_conn.wrap_database_errors:
+            src.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            self.checked_delete(
+                src, batch, [(f"DELETE FROM {c.table} WHERE {in_source[0].format(key=fk)}", in_source[1])
+                             for c, fk in self.children],
+                (f"DELETE FROM {t.table} WHERE {in_source[0].format(key=f'{t.table}.{t.pk}')} AND ({where})",
+                 [*in_source[1], *params]), rows, child_rows)
+        return time.monotonic() - t0
 
     def copy(self, src, dst, in_source: tuple[str, list], *, staged: bool) -> None:
         """COPY the batch's parents and children, locked and in key order, into the target tables (or their
