@@ -498,3 +498,28 @@ def test_pg_copy_verify_tells_an_empty_string_from_null(tiers):
             cur.execute("DROP FUNCTION tiering_test_blank()")
     assert not Order.objects.using(tiers.cold).exists()
     assert content(snapshot(tiers.hot, tiers.cold)) == before
+
+
+def test_pg_copy_target_whose_commit_fails_keeps_every_row_in_the_source(tiers):
+    """The source deletes the batch while the target commits: a target commit that fails (a deferred
+    constraint trigger refusing at COMMIT) rolls that delete back: every row stays in the source and nothing
+    is left in the target."""
+    if tiers.backend != "postgresql":
+        pytest.skip("the two-commit COPY path is the PostgreSQL pair's")
+    seed_orders(tiers.hot, 12, lines=2)
+    before = content(snapshot(tiers.hot, tiers.cold))
+    with connections[tiers.cold].cursor() as cur:
+        cur.execute("CREATE FUNCTION tiering_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'cold refuses at commit'; END $$")
+        cur.execute("CREATE CONSTRAINT TRIGGER tiering_test_refuse AFTER INSERT ON orders_order "
+                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tiering_test_refuse()")
+    try:
+        with pytest.raises(move.MoveError, match="cold refuses at commit") as excinfo:
+            move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
+    finally:
+        with connections[tiers.cold].cursor() as cur:
+            cur.execute("DROP TRIGGER tiering_test_refuse ON orders_order")
+            cur.execute("DROP FUNCTION tiering_test_refuse()")
+    assert excinfo.value.run.state == RunState.FAILED
+    assert not Order.objects.using(tiers.cold).exists() and not OrderLine.objects.using(tiers.cold).exists()
+    assert content(snapshot(tiers.hot, tiers.cold)) == before
