@@ -500,6 +500,29 @@ def test_pg_copy_verify_tells_an_empty_string_from_null(tiers):
     assert content(snapshot(tiers.hot, tiers.cold)) == before
 
 
+def test_pg_copy_verify_tells_values_swapped_between_rows(tiers):
+    """The digests sum a hash of each row's text, in no order: a target that swaps two orders' notes (the
+    same values and bytes, each under the other's key) still differs, and nothing moves."""
+    if tiers.backend != "postgresql":
+        pytest.skip("the server-side digests are the PostgreSQL pair's")
+    seed_orders(tiers.hot, 6, lines=1)  # orders 2 and 3 have notes of the same length
+    before = content(snapshot(tiers.hot, tiers.cold))
+    with connections[tiers.cold].cursor() as cur:
+        cur.execute("CREATE FUNCTION tiering_test_swap() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "IF NEW.id IN (2, 3) THEN NEW.note := replace(NEW.note, 'note ' || NEW.id, "
+                    "'note ' || (5 - NEW.id)); END IF; RETURN NEW; END $$")
+        cur.execute("CREATE TRIGGER tiering_test_swap BEFORE INSERT ON orders_order "
+                    "FOR EACH ROW EXECUTE FUNCTION tiering_test_swap()")
+    try:
+        with pytest.raises(move.MoveError, match="still differs"):
+            move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
+    finally:
+        with connections[tiers.cold].cursor() as cur:
+            cur.execute("DROP TRIGGER tiering_test_swap ON orders_order")
+            cur.execute("DROP FUNCTION tiering_test_swap()")
+    assert not Order.objects.using(tiers.cold).exists()
+    assert content(snapshot(tiers.hot, tiers.cold)) == before
+
 def test_pg_copy_target_whose_commit_fails_keeps_every_row_in_the_source(tiers):
     """The source deletes the batch while the target commits: a target commit that fails (a deferred
     constraint trigger refusing at COMMIT) rolls that delete back: every row stays in the source and nothing
