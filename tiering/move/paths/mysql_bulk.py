@@ -15,6 +15,7 @@ repair removes.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connections, transaction
 
@@ -114,8 +115,12 @@ class MySQLBulkPath(BaseCopyPath):
                                 f"ON DUPLICATE KEY UPDATE {t.pk} = {t.table}.{t.pk}", data)
 
     def compare(self, src, dst, batch_keys: list) -> list | None:
-        """[(rows, bytes, digest)] of the parents and each child table when both servers agree, else None."""
-        source, target = self.digests(src, batch_keys), self.digests(dst, batch_keys)
+        """[(rows, bytes, digest)] of the parents and each child table when both servers agree, else None. The
+        two servers digest at the same time (mysqlclient waits for each without the GIL)."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self.digests, src.cursor, batch_keys)  # the driver's cursor: no Django wrapper
+            target = self.digests(dst.cursor, batch_keys)
+            source = pending.result()
         return source if source == target else None
 
     def mend(self, src, dst, rows: dict, state: dict, attempt: int) -> int:
