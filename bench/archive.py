@@ -261,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
                              "and print the speedup over one worker (runs bench/archive_workers.py).")
     parser.add_argument("--move-args", default="", metavar="'--batch-size N ...'",
                         help="Extra migrate_cold options for the hotcold method (default: none, the defaults).")
+    parser.add_argument("--two-servers", action="store_true",
+                        help="--backend mariadb: cold on the test setup's second MariaDB server (the mysql_bulk path; "
+                             "no limit method: no statement spans two servers).")
     parser.add_argument("--measure", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -275,11 +278,13 @@ def main(argv: list[str] | None = None) -> None:
         result = {"hotcold": measure_hotcold, "naive": measure_naive, "limit": measure_limit}[args.measure](args)
         print(json.dumps(result))
         return
+    if args.two_servers and args.backend != "mariadb":
+        parser.error("--two-servers is for --backend mariadb")
     sizes = sorted(set(args.rows or [100_000]))
     if args.backend == "mariadb":
         from bench import archive_mariadb
 
-        archive_mariadb.main(sizes, args.method or [], args.naive_seconds, args.repeat)
+        archive_mariadb.main(sizes, args.method or [], args.naive_seconds, args.repeat, args.two_servers)
         return
     methods = [m for m in METHODS if m in (args.method or METHODS)]
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]

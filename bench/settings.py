@@ -17,7 +17,10 @@ def _database(variable: str) -> dict:
         raise RuntimeError(f"{variable} is not set: run the benches through bench/archive.py or bench/impact.py")
     if url.startswith("sqlite:///"):
         return sqlite_database(url[len("sqlite:///"):])
-    return dj_database_url.parse(url)
+    db = dj_database_url.parse(url)
+    if db["ENGINE"] == "django.db.backends.mysql":  # as README's MySQL set-up: 4-byte UTF-8, LOAD DATA LOCAL
+        db["OPTIONS"] = {"charset": "utf8mb4", "local_infile": 1}
+    return db
 
 
 DATABASES = {"default": _database("BENCH_HOT_URL"), "cold": _database("BENCH_COLD_URL")}

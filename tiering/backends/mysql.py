@@ -55,6 +55,15 @@ class TierOperations(BaseTierOperations):
     def database(self) -> str:
         return self._server_place()[1]
 
+    def loads_local_files(self) -> bool:
+        """Can this alias take ``LOAD DATA LOCAL INFILE``? The client must ask for it (``OPTIONS:
+        {"local_infile": 1}``, mysqlclient's flag, off by default) and the server allow it (``local_infile``)."""
+        if not self.connection.settings_dict.get("OPTIONS", {}).get("local_infile"):
+            return False
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT @@local_infile")
+            return bool(cursor.fetchone()[0])
+
     def advance_sequences(self, model_list, cursor=None, schema=None) -> None:
         """Nothing to do: InnoDB moves a table's AUTO_INCREMENT past every explicit key inserted (and keeps
         it across restarts since MariaDB 10.2.4 and MySQL 8.0); an ``ALTER TABLE`` here would commit the

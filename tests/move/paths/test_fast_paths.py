@@ -546,3 +546,37 @@ def test_pg_copy_target_whose_commit_fails_keeps_every_row_in_the_source(tiers):
     assert excinfo.value.run.state == RunState.FAILED
     assert not Order.objects.using(tiers.cold).exists() and not OrderLine.objects.using(tiers.cold).exists()
     assert content(snapshot(tiers.hot, tiers.cold)) == before
+
+
+@pytest.mark.parametrize("local_infile", [1, 0])
+def test_mysql_bulk_loads_or_inserts_text_with_the_load_format_s_own_characters_unchanged(tiers, local_infile):
+    """mysql_bulk loads a batch with LOAD DATA LOCAL INFILE when the target's alias asks for it (OPTIONS
+    ``local_infile``), and inserts it otherwise: text holding the format's own characters (tab, newline,
+    backslash, a literal backslash-N), '' and NULL arrive unchanged either way."""
+    if tiers.backend != "mariadb":
+        pytest.skip("the two-server MariaDB path's")
+    cold = connections[tiers.cold]
+    options = cold.settings_dict["OPTIONS"]
+    saved = options.get("local_infile")
+    options["local_infile"] = local_infile
+    cold.close()  # the client asks for LOAD DATA LOCAL when it connects
+    statements = []
+    try:
+        seed_orders(tiers.hot, 12, lines=2)
+        notes = {1: "tab\there", 2: "new\nline", 3: "back\\slash", 4: "\\N", 5: "", 6: None, 7: "cr\r\nlf",
+                 8: "ünïcødé ✓ 𝄞", 9: "\\\t\\n"}
+        for pk, note in notes.items():
+            Order.objects.using(tiers.hot).filter(pk=pk).update(note=note)
+        before = content(snapshot(tiers.hot, tiers.cold))
+        with connections[tiers.cold].execute_wrapper(lambda run, sql, *args: statements.append(sql) or run(sql, *args)):
+            run = move.move(registry.get(Order), Direction.TO_COLD, path="mysql_bulk")
+        assert run.state == RunState.SUCCEEDED and run.rows == 12 and run.child_rows == 24
+        assert content(snapshot(tiers.hot, tiers.cold)) == before
+        assert dict(Order.objects.using(tiers.cold).filter(pk__in=notes).values_list("pk", "note")) == notes
+        assert any(sql.startswith("LOAD DATA LOCAL INFILE") for sql in statements) == bool(local_infile)
+    finally:
+        if saved is None:
+            options.pop("local_infile", None)
+        else:
+            options["local_infile"] = saved
+        cold.close()

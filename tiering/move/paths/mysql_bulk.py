@@ -1,19 +1,24 @@
-"""Two MySQL/MariaDB servers: lock the batch in the source, insert it into the target in multi-row INSERTs,
-verify with a digest each server computes of its own rows.
+"""Two MySQL/MariaDB servers: lock the batch in the source, load or insert it into the target, verify with
+a digest each server computes of its own rows.
 
 Source transaction: ``SELECT ... FOR UPDATE`` reads and locks the batch (range + policy) and its
 children, each table through a named index (FORCE INDEX: the primary key, a child's parent-key index;
-why in ``paths.mysql_insert``). The target gets them as multi-row ``INSERT ... ON DUPLICATE KEY UPDATE
-pk = pk`` statements (the driver packs a batch into few statements; a stale copy is left alone for the
-verify). Each server then digests the batch: count, bytes and the exact sum of a 60-bit MD5 prefix of
-each row's canonical text (``QUOTE`` of every column, so NULL, '' and 'NULL' differ). When the digests
-differ, the rows' MD5s name the parents that differ; their copies are removed and inserted again from the rows read (the
-source is authoritative), or left in the source on the second attempt. The target commits, then the
-source deletes and commits (with the ledger, to cold). A crash between the two commits leaves copies the
+why in ``paths.mysql_insert``). When the target takes ``LOAD DATA LOCAL INFILE`` (``OPTIONS:
+{"local_infile": 1}`` on its alias and the server's ``local_infile``), the source reads each row as its
+line of LOAD DATA text and the target loads each table's lines from a temporary file, 2-3 times as fast
+(``IGNORE``: a stale copy is left alone, as is a value the target stored otherwise, for the verify to
+find); else the target gets the rows as multi-row ``INSERT ... ON DUPLICATE KEY UPDATE pk = pk``
+statements (a stale copy is left alone for the verify). Each server then digests the batch, both at
+once: count, bytes and the exact sum of a 60-bit MD5 prefix of each row's canonical text (``QUOTE`` of
+every column, so NULL, '' and 'NULL' differ). When the digests differ, the rows' MD5s name the parents
+that differ; their copies are removed and written again from the rows read (the source is
+authoritative), or left in the source on the second attempt. The target commits, then the source
+deletes and commits (with the ledger, to cold). A crash between the two commits leaves copies the
 repair removes.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,6 +42,7 @@ class MySQLBulkPath(BaseCopyPath):
         ops = backends.ops(ctx.source)
         self.hints = {c.table: force_index(ops.index_on(child.model._meta.db_table, child.fk.column))
                       for (c, _), child in zip(self.children, ctx.tiered.children)}
+        self.loads = backends.ops(ctx.target).loads_local_files()  # 2-3x the rows/s of multi-row INSERTs
 
     def parts(self) -> list[tuple[Table, str]]:
         """(table, the column holding its parent key) of the parent and each child."""
@@ -47,16 +53,16 @@ class MySQLBulkPath(BaseCopyPath):
         where, params = ctx.where_sql
         with transaction.atomic(using=ctx.source), connections[ctx.source].cursor() as src:
             t0 = time.monotonic()
-            src.execute(f"SELECT {', '.join(t.cols)} FROM {t.table} FORCE INDEX (PRIMARY) WHERE {t.table}.{t.pk} >= %s "
-                        f"AND {t.table}.{t.pk} <= %s AND ({where}) ORDER BY {t.pk} FOR UPDATE",
+            src.execute(f"SELECT {self.read(t, t.pk)} FROM {t.table} FORCE INDEX (PRIMARY) WHERE {t.table}.{t.pk} "
+                        f">= %s AND {t.table}.{t.pk} <= %s AND ({where}) ORDER BY {t.pk} FOR UPDATE",
                         [keys[0], keys[-1], *params])
             rows = {t.table: src.fetchall()}
-            pk_at = t.cols.index(t.pk)
+            pk_at = self.key_at(t, t.pk)
             batch_keys = [r[pk_at] for r in rows[t.table]]
             if not batch_keys:  # nothing eligible is left in the range
                 return self.finish(src, batch, keys, batch_keys, [], 0, time.monotonic() - t0, 0.0)
             for c, fk in self.children:
-                src.execute(f"SELECT {', '.join(c.cols)} FROM {c.table}{self.hints[c.table]} "
+                src.execute(f"SELECT {self.read(c, fk)} FROM {c.table}{self.hints[c.table]} "
                             f"WHERE {fk} IN ({marks(batch_keys)}) ORDER BY {fk}, {c.pk} FOR UPDATE", batch_keys)
                 rows[c.table] = src.fetchall()
             with transaction.atomic(using=ctx.target), connections[ctx.target].cursor() as dst:
@@ -102,15 +108,32 @@ class MySQLBulkPath(BaseCopyPath):
             result.recorded = True
         return result
 
+    def read(self, t: Table, key: str) -> str:
+        """The source's select list for the rows of ``t``: their columns, or, to be loaded, (the parent key
+        ``key``, the row's line of LOAD DATA text)."""
+        return f"{key}, {load_line(t)}" if self.loads else ", ".join(t.cols)
+
+    def key_at(self, t: Table, key: str) -> int:
+        """Where a row read by ``read()`` holds ``key``."""
+        return 0 if self.loads else t.cols.index(key)
+
     def insert(self, dst, rows: dict, only: set | None) -> None:
-        """Multi-row INSERTs of the rows read (all, or those of the parents ``only``); a key in the target
-        already keeps its row."""
+        """Insert the rows read (all, or those of the parents ``only``); a key in the target already keeps
+        its row."""
         for t, key in self.parts():
             data = rows[t.table]
             if only is not None:
-                at = t.cols.index(key)
+                at = self.key_at(t, key)
                 data = [r for r in data if r[at] in only]
-            if data:
+            if not data:
+                continue
+            if self.loads:
+                with tempfile.NamedTemporaryFile(prefix="tiering-", suffix=".tsv") as lines:
+                    lines.write(b"\n".join(line for _, line in data) + b"\n")
+                    lines.flush()
+                    dst.execute(f"LOAD DATA LOCAL INFILE %s IGNORE INTO TABLE {t.table} CHARACTER SET binary "
+                                f"({', '.join(t.cols)})", [lines.name])
+            else:
                 dst.executemany(f"INSERT INTO {t.table} ({', '.join(t.cols)}) VALUES ({marks(t.cols)}) "
                                 f"ON DUPLICATE KEY UPDATE {t.pk} = {t.table}.{t.pk}", data)
 
@@ -163,6 +186,20 @@ def row_text(t: Table) -> str:
     """A row's canonical text on either server: every column QUOTEd (NULL unquoted), comma-separated, as
     bytes (the columns' collations may differ: MariaDB's JSON is utf8mb4_bin beside nopad_bin text)."""
     return "CONCAT_WS(',', " + ", ".join(f"CAST(QUOTE({c}) AS BINARY)" for c in t.cols) + ")"
+
+
+def load_line(t: Table) -> str:
+    """A row as a line of LOAD DATA's default format: the bytes of every column's text, tab-separated, with
+    backslash, tab and newline escaped and NULL as backslash-N (read back as the same values, which the
+    verify checks). Characters by code (CHAR(92) is the backslash): the SQL means the same whatever the
+    server's ``NO_BACKSLASH_ESCAPES``."""
+    fields = []
+    for c in t.cols:
+        text = f"CAST({c} AS BINARY)"
+        for code, escape in ((92, "CHAR(92)"), (9, "'t'"), (10, "'n'")):
+            text = f"REPLACE({text}, CHAR({code}), CONCAT(CHAR(92), {escape}))"
+        fields.append(f"IFNULL({text}, CONCAT(CHAR(92), 'N'))")
+    return f"CONCAT_WS(CHAR(9), {', '.join(fields)})"
 
 
 def force_index(name: str | None) -> str:
