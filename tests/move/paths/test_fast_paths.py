@@ -477,6 +477,25 @@ def test_pg_copy_digests_read_both_servers_alike_whatever_their_session_time_zon
     assert content(snapshot(tiers.hot, tiers.cold)) == before
 
 
+@contextmanager
+def orders_trigger(alias: str, body: str, *, at_commit: bool = False):
+    """A PL/pgSQL row trigger on ``alias``'s orders running ``body`` before each insert, or (``at_commit``)
+    a constraint trigger deferred to the COMMIT: a target that stores or commits otherwise than asked."""
+    with connections[alias].cursor() as cur:
+        cur.execute(f"CREATE FUNCTION tiering_test_trigger() RETURNS trigger LANGUAGE plpgsql AS "
+                    f"$$ BEGIN {body} END $$")
+        kind = "CONSTRAINT TRIGGER tiering_test_trigger AFTER" if at_commit else "TRIGGER tiering_test_trigger BEFORE"
+        deferred = "DEFERRABLE INITIALLY DEFERRED " if at_commit else ""
+        cur.execute(f"CREATE {kind} INSERT ON orders_order {deferred}FOR EACH ROW "
+                    "EXECUTE FUNCTION tiering_test_trigger()")
+    try:
+        yield
+    finally:
+        with connections[alias].cursor() as cur:
+            cur.execute("DROP TRIGGER tiering_test_trigger ON orders_order")
+            cur.execute("DROP FUNCTION tiering_test_trigger()")
+
+
 def test_pg_copy_verify_tells_an_empty_string_from_null(tiers):
     """A target that stores '' for NULL (a trigger stands in for it) differs in the rows' text: nothing
     is deleted from the source and no copy is left in the target."""
@@ -484,18 +503,9 @@ def test_pg_copy_verify_tells_an_empty_string_from_null(tiers):
         pytest.skip("the server-side digests are the PostgreSQL pair's")
     seed_orders(tiers.hot, 9, lines=1)  # orders 1, 4 and 7 have no note
     before = content(snapshot(tiers.hot, tiers.cold))
-    with connections[tiers.cold].cursor() as cur:
-        cur.execute("CREATE FUNCTION tiering_test_blank() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN NEW.note := coalesce(NEW.note, ''); RETURN NEW; END $$")
-        cur.execute("CREATE TRIGGER tiering_test_blank BEFORE INSERT ON orders_order "
-                    "FOR EACH ROW EXECUTE FUNCTION tiering_test_blank()")
-    try:
-        with pytest.raises(move.MoveError, match="still differs"):
-            move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
-    finally:
-        with connections[tiers.cold].cursor() as cur:
-            cur.execute("DROP TRIGGER tiering_test_blank ON orders_order")
-            cur.execute("DROP FUNCTION tiering_test_blank()")
+    with orders_trigger(tiers.cold, "NEW.note := coalesce(NEW.note, ''); RETURN NEW;"), \
+            pytest.raises(move.MoveError, match="still differs"):
+        move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
     assert not Order.objects.using(tiers.cold).exists()
     assert content(snapshot(tiers.hot, tiers.cold)) == before
 
@@ -507,21 +517,12 @@ def test_pg_copy_verify_tells_values_swapped_between_rows(tiers):
         pytest.skip("the server-side digests are the PostgreSQL pair's")
     seed_orders(tiers.hot, 6, lines=1)  # orders 2 and 3 have notes of the same length
     before = content(snapshot(tiers.hot, tiers.cold))
-    with connections[tiers.cold].cursor() as cur:
-        cur.execute("CREATE FUNCTION tiering_test_swap() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                    "IF NEW.id IN (2, 3) THEN NEW.note := replace(NEW.note, 'note ' || NEW.id, "
-                    "'note ' || (5 - NEW.id)); END IF; RETURN NEW; END $$")
-        cur.execute("CREATE TRIGGER tiering_test_swap BEFORE INSERT ON orders_order "
-                    "FOR EACH ROW EXECUTE FUNCTION tiering_test_swap()")
-    try:
-        with pytest.raises(move.MoveError, match="still differs"):
-            move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
-    finally:
-        with connections[tiers.cold].cursor() as cur:
-            cur.execute("DROP TRIGGER tiering_test_swap ON orders_order")
-            cur.execute("DROP FUNCTION tiering_test_swap()")
+    swap = "IF NEW.id IN (2, 3) THEN NEW.note := replace(NEW.note, 'note ' || NEW.id, 'note ' || (5 - NEW.id)); END IF;"
+    with orders_trigger(tiers.cold, swap + " RETURN NEW;"), pytest.raises(move.MoveError, match="still differs"):
+        move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
     assert not Order.objects.using(tiers.cold).exists()
     assert content(snapshot(tiers.hot, tiers.cold)) == before
+
 
 def test_pg_copy_target_whose_commit_fails_keeps_every_row_in_the_source(tiers):
     """The source deletes the batch while the target commits: a target commit that fails (a deferred
@@ -531,18 +532,9 @@ def test_pg_copy_target_whose_commit_fails_keeps_every_row_in_the_source(tiers):
         pytest.skip("the two-commit COPY path is the PostgreSQL pair's")
     seed_orders(tiers.hot, 12, lines=2)
     before = content(snapshot(tiers.hot, tiers.cold))
-    with connections[tiers.cold].cursor() as cur:
-        cur.execute("CREATE FUNCTION tiering_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION 'cold refuses at commit'; END $$")
-        cur.execute("CREATE CONSTRAINT TRIGGER tiering_test_refuse AFTER INSERT ON orders_order "
-                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tiering_test_refuse()")
-    try:
-        with pytest.raises(move.MoveError, match="cold refuses at commit") as excinfo:
-            move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
-    finally:
-        with connections[tiers.cold].cursor() as cur:
-            cur.execute("DROP TRIGGER tiering_test_refuse ON orders_order")
-            cur.execute("DROP FUNCTION tiering_test_refuse()")
+    with orders_trigger(tiers.cold, "RAISE EXCEPTION 'cold refuses at commit';", at_commit=True), \
+            pytest.raises(move.MoveError, match="cold refuses at commit") as excinfo:
+        move.move(registry.get(Order), Direction.TO_COLD, path="pg_copy")
     assert excinfo.value.run.state == RunState.FAILED
     assert not Order.objects.using(tiers.cold).exists() and not OrderLine.objects.using(tiers.cold).exists()
     assert content(snapshot(tiers.hot, tiers.cold)) == before
