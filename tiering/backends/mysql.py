@@ -18,20 +18,21 @@ class TierOperations(BaseTierOperations):
         self._place: tuple | None = None  # (the driver connection it was asked on, its answer)
 
     def _server_place(self) -> tuple:
-        """(server, database), asked once per driver connection: two spellings of one host are one server,
-        told apart from another on the same host by its port and data directory."""
+        """(server, database, whether the server allows ``LOAD DATA LOCAL``), asked once per driver
+        connection: two spellings of one host are one server, told apart from another on the same host by
+        its port and data directory."""
         conn = self.connection
         conn.ensure_connection()
         if self._place is not None and self._place[0] is conn.connection:
             return self._place[1]
         with conn.cursor() as cursor:
-            cursor.execute("SELECT CONCAT(@@hostname, ' port ', @@port, ' ', @@datadir), DATABASE()")
+            cursor.execute("SELECT CONCAT(@@hostname, ' port ', @@port, ' ', @@datadir), DATABASE(), @@local_infile")
             answer = tuple(cursor.fetchone())
         self._place = (conn.connection, answer)
         return answer
 
     def place(self) -> Place:
-        server, database = self._server_place()
+        server, database, _ = self._server_place()
         return Place(("mysql", server, database),
                      f"the same {self.connection.display_name} database {database!r}: give the cold alias a "
                      "database of its own (NAME)")
@@ -58,11 +59,8 @@ class TierOperations(BaseTierOperations):
     def loads_local_files(self) -> bool:
         """Can this alias take ``LOAD DATA LOCAL INFILE``? The client must ask for it (``OPTIONS:
         {"local_infile": 1}``, mysqlclient's flag, off by default) and the server allow it (``local_infile``)."""
-        if not self.connection.settings_dict.get("OPTIONS", {}).get("local_infile"):
-            return False
-        with self.connection.cursor() as cursor:
-            cursor.execute("SELECT @@local_infile")
-            return bool(cursor.fetchone()[0])
+        return bool(self.connection.settings_dict.get("OPTIONS", {}).get("local_infile")
+                    and self._server_place()[2])
 
     def advance_sequences(self, model_list, cursor=None, schema=None) -> None:
         """Nothing to do: InnoDB moves a table's AUTO_INCREMENT past every explicit key inserted (and keeps
