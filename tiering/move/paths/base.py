@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import connections
 
@@ -105,6 +107,16 @@ class BaseCopyPath:
         if cursor.rowcount != rows or deleted_children != child_rows:
             raise MoveError(f"batch {batch.seq}: deleted {cursor.rowcount} rows and {deleted_children} children, "
                             f"verified {rows} and {child_rows}; rolled back", self.ctx.run)
+
+
+def at_once(on_source: Callable[[], Any], on_target: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run ``on_source`` in a thread while ``on_target`` runs here, for two servers to work at the same time
+    (the drivers wait for a server without the GIL); their results. ``on_source`` must use the driver's
+    cursor: Django's connections belong to their thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(on_source)
+        target = on_target()
+        return pending.result(), target
 
 
 def temp_table_name(alias: str, prefix: str, table: str) -> str:

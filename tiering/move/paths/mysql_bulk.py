@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connections, transaction
 
 from ... import backends
 from ...models import MigrationBatch
 from .. import faults, ledger
-from .base import BaseCopyPath, BatchResult
+from .base import BaseCopyPath, BatchResult, at_once
 from .one_connection import Table, tables_of
 
 
@@ -139,11 +138,9 @@ class MySQLBulkPath(BaseCopyPath):
 
     def compare(self, src, dst, batch_keys: list) -> list | None:
         """[(rows, bytes, digest)] of the parents and each child table when both servers agree, else None. The
-        two servers digest at the same time (mysqlclient waits for each without the GIL)."""
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self.digests, src.cursor, batch_keys)  # the driver's cursor: no Django wrapper
-            target = self.digests(dst.cursor, batch_keys)
-            source = pending.result()
+        two servers digest at the same time."""
+        source, target = at_once(lambda: self.digests(src.cursor, batch_keys),
+                                 lambda: self.digests(dst.cursor, batch_keys))
         return source if source == target else None
 
     def mend(self, src, dst, rows: dict, state: dict, attempt: int) -> int:

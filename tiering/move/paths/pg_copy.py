@@ -24,7 +24,7 @@ from django.db import connections, transaction
 from ... import backends
 from ...models import MigrationBatch
 from .. import faults, ledger
-from .base import BaseCopyPath, BatchResult, temp_table_name
+from .base import BaseCopyPath, BatchResult, at_once, temp_table_name
 from .one_connection import Table, tables_of
 
 # the batch's statements read a few thousand rows by key: compiling them (JIT) and forking parallel workers
@@ -157,11 +157,9 @@ class PgCopyPath(BaseCopyPath):
 
     def compare(self, src, dst, in_source, in_target) -> tuple | None:
         """(rows, child_rows, bytes, digests) when the digests of both servers agree, else None. The two
-        servers digest at the same time (the driver waits for each without the GIL)."""
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self.digests, src.cursor, in_source)  # the driver's cursor: no Django wrapper
-            target = self.digests(dst.cursor, in_target)
-            source = pending.result()
+        servers digest at the same time."""
+        source, target = at_once(lambda: self.digests(src.cursor, in_source),
+                                 lambda: self.digests(dst.cursor, in_target))
         if source != target:
             return None
         rows, nbytes, _ = source[0]
